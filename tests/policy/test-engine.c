@@ -323,6 +323,12 @@ test_idle_from_start (void **state)
 	assert_canceled_once (fx, 21, BGS_CANCEL_IDLE_TASK);
 }
 
+static void
+probe_cb (gpointer user_data)
+{
+	fail_msg ("probe timer fired");
+}
+
 /* a burst of I/O does not arm timers: the idle timer rearms itself */
 static void
 test_idle_lazy_timer (void **state)
@@ -331,11 +337,19 @@ test_idle_lazy_timer (void **state)
 	BgsInstanceInfo a = info_for (22, BGS_TRIGGER_DEVICE_USE, "org.example.App", "dev0");
 	guint64 in = 0, out = 0;
 
+	guint probe_before, probe_after;
+
 	start_ok (fx, &a);
+	/* timer ids count every arming: probe them around the burst */
+	probe_before = bgs_clock_add_timeout (fx->clock, 0, probe_cb, NULL);
+	bgs_clock_remove (fx->clock, probe_before);
 	for (guint i = 0; i < 1000; i++) {
 		bgs_clock_fake_advance (fx->clock, 1000);
 		bgs_engine_note_io (fx->engine, 22, 1, 2);
 	}
+	probe_after = bgs_clock_add_timeout (fx->clock, 0, probe_cb, NULL);
+	bgs_clock_remove (fx->clock, probe_after);
+	assert_int_equal (probe_after - probe_before, 1);
 	assert_int_equal (bgs_clock_pending (fx->clock), 2);
 	bgs_engine_get_bytes (fx->engine, 22, &in, &out);
 	assert_int_equal (in, 1000);
