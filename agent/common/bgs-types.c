@@ -10,6 +10,7 @@ static const char *const deny_names[] = {
 	"not-privileged", "estimate-too-long", "busy", "device-busy",
 	"no-consent-agent", "consent-denied", "consent-timeout", "low-battery",
 	"conditions-not-met", "bad-entry-point", "trigger-mismatch", "unknown-device",
+	"canceled",
 };
 static const char *const cancel_names[] = {
 	"", "abort", "terminating", "logging-off", "servicing-update", "idle-task",

@@ -50,6 +50,7 @@ typedef enum {
 	BGS_DENY_BAD_ENTRY_POINT,    /* "bad-entry-point": no such built-in profile */
 	BGS_DENY_TRIGGER_MISMATCH,   /* "trigger-mismatch": custom task requested like a device one */
 	BGS_DENY_UNKNOWN_DEVICE,     /* "unknown-device" */
+	BGS_DENY_CANCELED,           /* "canceled": the reservation ended while waiting for consent */
 	BGS_DENY_LAST
 } BgsDenyReason;
 
