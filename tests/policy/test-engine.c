@@ -421,6 +421,108 @@ test_app_cancel (void **state)
 	bgs_engine_cancel (fx->engine, 31, BGS_CANCEL_ABORT);
 	assert_canceled_once (fx, 31, BGS_CANCEL_ABORT);
 	assert_int_equal (bgs_clock_pending (fx->clock), 0);
+
+	/* Cancel while the request still waits for consent */
+	BgsInstanceInfo c = info_for (32, BGS_TRIGGER_DEVICE_USE, "org.example.A", "dev0");
+	reserve_ok (fx, &c);
+	bgs_engine_cancel (fx->engine, 32, BGS_CANCEL_ABORT);
+	assert_canceled_once (fx, 32, BGS_CANCEL_ABORT);
+	assert_false (bgs_engine_app_busy (fx->engine, 1000, "org.example.A"));
+}
+
+/* random events on many tasks: every task ends exactly once (finished or
+ * one signal), timers always match what runs, none are left at the end */
+static void
+test_random_events (void **state)
+{
+	Fixture *fx = *state;
+	static const char *const devices[] = { "dev0", "dev1", "dev2", "dev3" };
+	static const char *const apps[] = { "org.example.A", "org.example.B", "org.example.C",
+					    "org.example.D", "org.example.E" };
+	static const char *const owners[] = { ":1.1", ":1.2", ":1.3" };
+	g_autoptr(GRand) rand = g_rand_new_with_seed (20261121);
+	g_autoptr(GHashTable) finished = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+	g_autoptr(GArray) ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+	gint64 next_id = 1000;
+
+	for (guint step = 0; step < 5000; step++) {
+		guint op = g_rand_int_range (rand, 0, 12);
+		gint64 pick = ids->len > 0 ? g_array_index (ids, gint64, g_rand_int_range (rand, 0, ids->len)) : 0;
+		const char *dev = devices[g_rand_int_range (rand, 0, G_N_ELEMENTS (devices))];
+		const char *app = apps[g_rand_int_range (rand, 0, G_N_ELEMENTS (apps))];
+
+		switch (op) {
+		case 0: case 1: case 2: {
+			BgsInstanceInfo info = info_for (next_id, (BgsTriggerKind) g_rand_int_range (rand, 0, 3),
+							 app, dev);
+			if (info.trigger == BGS_TRIGGER_CUSTOM)
+				info.device = info.model = NULL;
+			else
+				info.owner = owners[g_rand_int_range (rand, 0, G_N_ELEMENTS (owners))];
+			if (bgs_engine_reserve (fx->engine, &info, NULL)) {
+				g_array_append_val (ids, next_id);
+				next_id++;
+			}
+			break;
+		}
+		case 3: case 4:
+			bgs_engine_start (fx->engine, pick, NULL);
+			break;
+		case 5:
+			bgs_engine_note_io (fx->engine, pick, 1, 1);
+			break;
+		case 6:
+			bgs_clock_fake_advance (fx->clock, g_rand_int_range (rand, 0, 8 * SEC));
+			break;
+		case 7:
+			bgs_engine_device_presence (fx->engine, dev, g_rand_boolean (rand));
+			break;
+		case 8:
+			if (bgs_engine_has_task (fx->engine, pick) && g_rand_boolean (rand)) {
+				bgs_engine_finish (fx->engine, pick);
+				gint64 *key = g_new (gint64, 1);
+				*key = pick;
+				g_hash_table_add (finished, key);
+			}
+			break;
+		case 9:
+			bgs_engine_cancel (fx->engine, pick, BGS_CANCEL_ABORT);
+			break;
+		case 10:
+			if (g_rand_int_range (rand, 0, 10) == 0)
+				bgs_engine_device_removed (fx->engine, dev);
+			else
+				bgs_engine_owner_vanished (fx->engine, owners[g_rand_int_range (rand, 0, 3)]);
+			break;
+		case 11:
+			bgs_engine_consent_revoked (fx->engine, 1000, app, NULL);
+			break;
+		}
+
+		/* timers match the running instances */
+		guint expect = 0;
+		for (guint i = 0; i < ids->len; i++) {
+			gint64 id = g_array_index (ids, gint64, i);
+			if (bgs_engine_is_running (fx->engine, id))
+				expect++;
+		}
+		assert_true (bgs_clock_pending (fx->clock) >= expect);
+		assert_true (bgs_clock_pending (fx->clock) <= 2 * expect);
+		assert_int_equal (bgs_engine_count_running (fx->engine), expect);
+	}
+	bgs_engine_shutdown (fx->engine);
+	assert_int_equal (bgs_clock_pending (fx->clock), 0);
+	assert_true (ids->len > 100);
+	assert_true (fx->canceled->len > 100);
+
+	/* every task ended exactly once */
+	for (guint i = 0; i < ids->len; i++) {
+		gint64 id = g_array_index (ids, gint64, i);
+		guint signals = 0;
+		for (guint j = 0; j < fx->canceled->len; j++)
+			signals += g_array_index (fx->canceled, Canceled, j).task_id == id;
+		assert_int_equal (signals + (g_hash_table_contains (finished, &id) ? 1 : 0), 1);
+	}
 }
 
 /* row: "App has not exited": its bus name vanished */
@@ -788,6 +890,7 @@ main (int argc, char **argv)
 		cmocka_unit_test_setup_teardown (test_cancel_exactly_once, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_app_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_app_exit, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_random_events, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_consent_revoked, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_app_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_device_removed, setup, teardown),
