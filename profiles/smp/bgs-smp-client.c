@@ -1,0 +1,749 @@
+/* bgs-smp-client.c: request queue, fragmentation, reassembly, timeouts */
+#include "bgs-smp-client.h"
+
+#include <errno.h>
+#include <glib-unix.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bgs-error.h"
+
+typedef struct {
+	BgsSmpClient *client; /* unowned; the client owns requests */
+	GTask *task;
+	guint8 op;
+	guint8 version;
+	guint16 group;
+	guint8 id;
+	guint8 seq;
+	gboolean seq_set;
+	GBytes *body;
+	GBytes *frame;
+	guint attempts;
+	guint timer;
+	gint64 busy_since; /* 0 when not busy */
+	gboolean busy_wait; /* the timer is the busy delay, not the timeout */
+	gulong cancel_id;
+} Request;
+
+struct _BgsSmpClient {
+	gint ref_count;
+	BgsClock *clock;
+	guint8 version;
+	guint8 next_seq;
+	gint64 timeout;
+	guint retries;
+	gint64 busy_delay;
+	gint64 busy_limit;
+	gsize max_frame;
+
+	guint mtu;
+	BgsSmpSendFunc send;
+	gpointer send_data;
+	GDestroyNotify send_notify;
+
+	/* fd transport */
+	int write_fd;
+	int notify_fd;
+	GSource *notify_source;
+	GSource *write_source;
+	GQueue out_packets; /* GBytes */
+	GCallback link_lost;
+	gpointer link_lost_data;
+
+	GQueue queue;     /* Request, not yet sent */
+	Request *current; /* in flight */
+	GByteArray *rx;
+	BgsSmpClientStats stats;
+};
+
+static void pump (BgsSmpClient *client);
+
+static void
+request_free (Request *req)
+{
+	if (req->timer != 0)
+		bgs_clock_remove (req->client->clock, req->timer);
+	if (req->cancel_id != 0)
+		g_cancellable_disconnect (g_task_get_cancellable (req->task), req->cancel_id);
+	g_clear_object (&req->task);
+	g_clear_pointer (&req->body, g_bytes_unref);
+	g_clear_pointer (&req->frame, g_bytes_unref);
+	g_free (req);
+}
+
+/* completes and frees @req, which must be out of the queue and not current */
+static void
+request_return_error (Request *req, GError *error)
+{
+	GTask *task = g_object_ref (req->task);
+
+	request_free (req);
+	g_task_return_error (task, error);
+	g_object_unref (task);
+}
+
+BgsSmpClient *
+bgs_smp_client_new (BgsClock *clock, BgsSmpVersion version)
+{
+	BgsSmpClient *client = g_new0 (BgsSmpClient, 1);
+
+	client->ref_count = 1;
+	client->clock = bgs_clock_ref (clock);
+	client->version = version;
+	client->timeout = BGS_SMP_DEFAULT_TIMEOUT;
+	client->retries = BGS_SMP_DEFAULT_RETRIES;
+	client->busy_delay = BGS_SMP_DEFAULT_BUSY_DELAY;
+	client->busy_limit = BGS_SMP_DEFAULT_BUSY_LIMIT;
+	client->max_frame = BGS_SMP_DEFAULT_MAX_FRAME;
+	client->mtu = 23;
+	client->write_fd = -1;
+	client->notify_fd = -1;
+	client->rx = g_byte_array_new ();
+	g_queue_init (&client->queue);
+	g_queue_init (&client->out_packets);
+	return client;
+}
+
+BgsSmpClient *
+bgs_smp_client_ref (BgsSmpClient *client)
+{
+	g_atomic_int_inc (&client->ref_count);
+	return client;
+}
+
+static void
+fail_all (BgsSmpClient *client, BgsError code, const char *message)
+{
+	Request *req;
+
+	if (client->current != NULL) {
+		req = g_steal_pointer (&client->current);
+		request_return_error (req, g_error_new_literal (BGS_ERROR, code, message));
+	}
+	while ((req = g_queue_pop_head (&client->queue)) != NULL)
+		request_return_error (req, g_error_new_literal (BGS_ERROR, code, message));
+}
+
+static void
+drop_transport (BgsSmpClient *client)
+{
+	if (client->notify_source != NULL) {
+		g_source_destroy (client->notify_source);
+		g_clear_pointer (&client->notify_source, g_source_unref);
+	}
+	if (client->write_source != NULL) {
+		g_source_destroy (client->write_source);
+		g_clear_pointer (&client->write_source, g_source_unref);
+	}
+	g_queue_clear_full (&client->out_packets, (GDestroyNotify) g_bytes_unref);
+	if (client->notify_fd >= 0 && client->notify_fd != client->write_fd)
+		close (client->notify_fd);
+	if (client->write_fd >= 0)
+		close (client->write_fd);
+	client->notify_fd = -1;
+	client->write_fd = -1;
+	if (client->send_notify != NULL)
+		client->send_notify (client->send_data);
+	client->send = NULL;
+	client->send_data = NULL;
+	client->send_notify = NULL;
+	g_byte_array_set_size (client->rx, 0);
+}
+
+void
+bgs_smp_client_unref (BgsSmpClient *client)
+{
+	if (client == NULL || !g_atomic_int_dec_and_test (&client->ref_count))
+		return;
+	/* keep the struct alive while tasks complete */
+	client->ref_count = 1;
+	drop_transport (client);
+	fail_all (client, BGS_ERROR_CANCELED, "SMP client closed");
+	g_byte_array_unref (client->rx);
+	bgs_clock_unref (client->clock);
+	g_free (client);
+}
+
+void
+bgs_smp_client_set_transport (BgsSmpClient *client, guint mtu, BgsSmpSendFunc send,
+			      gpointer user_data, GDestroyNotify notify)
+{
+	drop_transport (client);
+	client->mtu = CLAMP (mtu, 23, 517);
+	client->send = send;
+	client->send_data = user_data;
+	client->send_notify = notify;
+	pump (client);
+}
+
+guint
+bgs_smp_client_get_mtu (BgsSmpClient *client)
+{
+	return client->mtu;
+}
+
+void
+bgs_smp_client_set_timeout (BgsSmpClient *client, gint64 timeout_usec, guint retries)
+{
+	client->timeout = MAX (timeout_usec, 1);
+	client->retries = retries;
+}
+
+void
+bgs_smp_client_set_busy (BgsSmpClient *client, gint64 delay_usec, gint64 limit_usec)
+{
+	client->busy_delay = MAX (delay_usec, 1);
+	client->busy_limit = MAX (limit_usec, 0);
+}
+
+void
+bgs_smp_client_set_max_frame (BgsSmpClient *client, gsize max_frame)
+{
+	client->max_frame = CLAMP (max_frame, 64, BGS_SMP_HEADER_SIZE + BGS_SMP_MAX_BODY);
+}
+
+void
+bgs_smp_client_get_stats (BgsSmpClient *client, BgsSmpClientStats *stats)
+{
+	*stats = client->stats;
+}
+
+void
+bgs_smp_client_set_link_lost_func (BgsSmpClient *client, GCallback func, gpointer user_data)
+{
+	client->link_lost = func;
+	client->link_lost_data = user_data;
+}
+
+gboolean
+bgs_smp_client_is_attached (BgsSmpClient *client)
+{
+	return client->send != NULL;
+}
+
+void
+bgs_smp_client_detach (BgsSmpClient *client)
+{
+	drop_transport (client);
+	fail_all (client, BGS_ERROR_IO, "SMP link lost");
+}
+
+/* sending */
+
+static gboolean
+send_frame (BgsSmpClient *client, GBytes *frame, GError **error)
+{
+	gsize len = 0;
+	const guint8 *data = g_bytes_get_data (frame, &len);
+	gsize chunk = client->mtu - 3;
+
+	for (gsize off = 0; off < len; off += chunk) {
+		gsize n = MIN (chunk, len - off);
+
+		if (!client->send (data + off, n, client->send_data, error))
+			return FALSE;
+		client->stats.packets_sent++;
+		client->stats.bytes_sent += n;
+	}
+	return TRUE;
+}
+
+static void on_timeout (gpointer user_data);
+
+static void
+transmit (BgsSmpClient *client, Request *req)
+{
+	g_autoptr(GError) error = NULL;
+
+	req->attempts++;
+	g_byte_array_set_size (client->rx, 0);
+	if (!send_frame (client, req->frame, &error)) {
+		client->current = NULL;
+		g_prefix_error (&error, "SMP send failed: ");
+		if (error->domain != BGS_ERROR) {
+			error->domain = BGS_ERROR;
+			error->code = BGS_ERROR_IO;
+		}
+		request_return_error (req, g_steal_pointer (&error));
+		/* the link is gone: nothing queued can go out either */
+		fail_all (client, BGS_ERROR_IO, "SMP link lost");
+		return;
+	}
+	req->timer = bgs_clock_add_timeout (client->clock, client->timeout, on_timeout, req);
+}
+
+static void
+pump (BgsSmpClient *client)
+{
+	while (client->current == NULL && client->send != NULL && !g_queue_is_empty (&client->queue)) {
+		Request *req = g_queue_pop_head (&client->queue);
+
+		if (!req->seq_set) {
+			req->seq = client->next_seq++;
+			req->seq_set = TRUE;
+			req->frame = bgs_smp_frame_build (req->op, req->version, req->group, req->id,
+							  req->seq, req->body);
+		}
+		client->current = req;
+		client->stats.requests++;
+		transmit (client, req);
+	}
+}
+
+static void
+on_timeout (gpointer user_data)
+{
+	Request *req = user_data;
+	BgsSmpClient *client = req->client;
+
+	req->timer = 0;
+	g_return_if_fail (client->current == req);
+	if (req->busy_wait) {
+		/* a busy device asked us to come back: not a failed attempt */
+		req->busy_wait = FALSE;
+		req->attempts--;
+		client->stats.busy_retries++;
+		transmit (client, req);
+		return;
+	}
+	client->stats.timeouts++;
+	if (req->attempts <= client->retries) {
+		g_debug ("SMP group %u command %u seq %u: no answer, sending again (%u)",
+			 req->group, req->id, req->seq, req->attempts);
+		client->stats.retransmits++;
+		transmit (client, req);
+		return;
+	}
+	client->current = NULL;
+	g_byte_array_set_size (client->rx, 0);
+	request_return_error (req, g_error_new (BGS_ERROR, BGS_ERROR_TIMED_OUT,
+						"device did not answer SMP group %u command %u in %.1f s (%u attempts)",
+						req->group, req->id,
+						(double) client->timeout / BGS_USEC_PER_SEC,
+						req->attempts));
+	pump (client);
+}
+
+static void
+on_cancelled (GCancellable *cancellable, gpointer user_data)
+{
+	Request *req = user_data;
+	BgsSmpClient *client = req->client;
+
+	/* runs in the cancelling thread; bgsync cancels on the main context */
+	if (client->current == req)
+		client->current = NULL;
+	else
+		g_queue_remove (&client->queue, req);
+	req->cancel_id = 0; /* disconnecting from inside the handler would deadlock */
+	request_return_error (req, g_error_new_literal (BGS_ERROR, BGS_ERROR_CANCELED,
+							"SMP request cancelled"));
+	pump (client);
+}
+
+void
+bgs_smp_client_call_async (BgsSmpClient *client, guint8 op, guint16 group, guint8 id,
+			   GBytes *body, GCancellable *cancellable,
+			   GAsyncReadyCallback callback, gpointer user_data)
+{
+	Request *req;
+	GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+
+	g_task_set_source_tag (task, bgs_smp_client_call_async);
+	if (body != NULL && g_bytes_get_size (body) > BGS_SMP_MAX_BODY) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_INVALID_ARGS,
+					 "SMP body of %" G_GSIZE_FORMAT " bytes is too large",
+					 g_bytes_get_size (body));
+		g_object_unref (task);
+		return;
+	}
+	if (g_task_return_error_if_cancelled (task)) {
+		g_object_unref (task);
+		return;
+	}
+	if (client->send == NULL) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_IO, "SMP link is not connected");
+		g_object_unref (task);
+		return;
+	}
+	req = g_new0 (Request, 1);
+	req->client = client;
+	req->task = task;
+	req->op = op;
+	req->version = client->version;
+	req->group = group;
+	req->id = id;
+	req->body = body != NULL ? g_bytes_ref (body) : bgs_smp_build_empty ();
+	g_queue_push_tail (&client->queue, req);
+	if (cancellable != NULL)
+		req->cancel_id = g_cancellable_connect (cancellable, G_CALLBACK (on_cancelled), req, NULL);
+	pump (client);
+}
+
+BgsSmpResponse *
+bgs_smp_client_call_finish (BgsSmpClient *client, GAsyncResult *result, GError **error)
+{
+	g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+	return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* receiving */
+
+static gboolean
+is_busy (const BgsSmpResponse *resp)
+{
+	guint64 group = 0;
+	gint64 rc = 0;
+
+	return bgs_smp_body_get_error (resp->body, &group, &rc) &&
+	       group == G_MAXUINT64 && rc == BGS_SMP_RC_EBUSY;
+}
+
+static void
+handle_frame (BgsSmpClient *client, const guint8 *frame, gsize len)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsSmpResponse) resp = NULL;
+	BgsSmpHeader hdr;
+	Request *req = client->current;
+	GTask *task;
+
+	if (!bgs_smp_header_decode (frame, len, &hdr, NULL) || !bgs_smp_op_is_response (hdr.op) ||
+	    req == NULL || hdr.seq != req->seq || hdr.group != req->group || hdr.id != req->id ||
+	    hdr.op != req->op + 1) {
+		g_debug ("SMP: dropping unsolicited frame (op %u group %u id %u seq %u)",
+			 hdr.op, hdr.group, hdr.id, hdr.seq);
+		client->stats.dropped_frames++;
+		return;
+	}
+	bgs_clock_remove (client->clock, req->timer);
+	req->timer = 0;
+	client->current = NULL;
+	resp = bgs_smp_response_parse (frame, len, &error);
+	if (resp == NULL) {
+		g_prefix_error (&error, "bad SMP response to group %u command %u: ", req->group, req->id);
+		request_return_error (req, g_steal_pointer (&error));
+		pump (client);
+		return;
+	}
+	if (is_busy (resp)) {
+		gint64 now = bgs_clock_now (client->clock);
+
+		if (req->busy_since == 0)
+			req->busy_since = now;
+		if (now - req->busy_since < client->busy_limit) {
+			g_debug ("SMP group %u command %u: device busy, asking again", req->group, req->id);
+			client->current = req;
+			req->busy_wait = TRUE;
+			req->timer = bgs_clock_add_timeout (client->clock, client->busy_delay,
+							    on_timeout, req);
+			return;
+		}
+	} else {
+		req->busy_since = 0;
+	}
+	task = g_object_ref (req->task);
+	request_free (req);
+	g_task_return_pointer (task, g_steal_pointer (&resp), (GDestroyNotify) bgs_smp_response_free);
+	g_object_unref (task);
+	pump (client);
+}
+
+void
+bgs_smp_client_receive (BgsSmpClient *client, const guint8 *data, gsize len)
+{
+	client->stats.bytes_received += len;
+	g_byte_array_append (client->rx, data, (guint) len);
+	while (client->rx->len >= BGS_SMP_HEADER_SIZE) {
+		BgsSmpHeader hdr;
+		gsize need;
+
+		if (!bgs_smp_header_decode (client->rx->data, client->rx->len, &hdr, NULL)) {
+			/* lost framing: drop what we have and resync on the next packet */
+			g_debug ("SMP: bad header in the notification stream, dropping %u bytes",
+				 client->rx->len);
+			client->stats.dropped_frames++;
+			g_byte_array_set_size (client->rx, 0);
+			return;
+		}
+		need = BGS_SMP_HEADER_SIZE + hdr.len;
+		if (client->rx->len < need)
+			return;
+		{
+			g_autofree guint8 *frame = g_memdup2 (client->rx->data, need);
+
+			g_byte_array_remove_range (client->rx, 0, (guint) need);
+			handle_frame (client, frame, need);
+		}
+	}
+}
+
+/* fd transport */
+
+static gboolean on_write_ready (gint fd, GIOCondition cond, gpointer user_data);
+
+static gboolean
+flush_out (BgsSmpClient *client, GError **error)
+{
+	GBytes *pkt;
+
+	while ((pkt = g_queue_peek_head (&client->out_packets)) != NULL) {
+		gsize len = 0;
+		const guint8 *data = g_bytes_get_data (pkt, &len);
+		ssize_t n = write (client->write_fd, data, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (client->write_source == NULL) {
+				client->write_source = g_unix_fd_source_new (client->write_fd, G_IO_OUT);
+				g_source_set_callback (client->write_source, (GSourceFunc) (void (*) (void)) on_write_ready,
+						       client, NULL);
+				g_source_attach (client->write_source, g_main_context_get_thread_default ());
+			}
+			return TRUE;
+		}
+		if (n < 0) {
+			int saved = errno;
+
+			g_set_error (error, BGS_ERROR, BGS_ERROR_IO, "write: %s", g_strerror (saved));
+			return FALSE;
+		}
+		g_queue_pop_head (&client->out_packets);
+		g_bytes_unref (pkt);
+	}
+	return TRUE;
+}
+
+static void
+link_lost (BgsSmpClient *client)
+{
+	GCallback cb = client->link_lost;
+
+	bgs_smp_client_detach (client);
+	if (cb != NULL)
+		((void (*) (BgsSmpClient *, gpointer)) cb) (client, client->link_lost_data);
+}
+
+static gboolean
+on_write_ready (gint fd, GIOCondition cond, gpointer user_data)
+{
+	BgsSmpClient *client = user_data;
+	g_autoptr(GError) error = NULL;
+
+	g_clear_pointer (&client->write_source, g_source_unref);
+	if (!flush_out (client, &error)) {
+		g_debug ("SMP: %s", error->message);
+		link_lost (client);
+	}
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean
+fd_send (const guint8 *data, gsize len, gpointer user_data, GError **error)
+{
+	BgsSmpClient *client = user_data;
+
+	g_queue_push_tail (&client->out_packets, g_bytes_new (data, len));
+	if (client->write_source != NULL)
+		return TRUE;
+	return flush_out (client, error);
+}
+
+static gboolean
+on_notify_ready (gint fd, GIOCondition cond, gpointer user_data)
+{
+	BgsSmpClient *client = user_data;
+	guint8 buf[1024];
+	ssize_t n;
+
+	n = read (fd, buf, sizeof (buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return G_SOURCE_CONTINUE;
+	if (n <= 0) {
+		g_debug ("SMP: notify fd closed");
+		g_clear_pointer (&client->notify_source, g_source_unref);
+		link_lost (client);
+		return G_SOURCE_REMOVE;
+	}
+	bgs_smp_client_receive (client, buf, (gsize) n);
+	return G_SOURCE_CONTINUE;
+}
+
+gboolean
+bgs_smp_client_attach_fds (BgsSmpClient *client, int write_fd, int notify_fd, guint mtu,
+			   GError **error)
+{
+	g_autoptr(GError) local = NULL;
+
+	if (!g_unix_set_fd_nonblocking (write_fd, TRUE, &local) ||
+	    !g_unix_set_fd_nonblocking (notify_fd, TRUE, &local)) {
+		g_set_error (error, BGS_ERROR, BGS_ERROR_IO, "SMP fds: %s", local->message);
+		return FALSE;
+	}
+	drop_transport (client);
+	client->write_fd = write_fd;
+	client->notify_fd = notify_fd;
+	client->notify_source = g_unix_fd_source_new (notify_fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
+	g_source_set_callback (client->notify_source, (GSourceFunc) (void (*) (void)) on_notify_ready,
+			       client, NULL);
+	g_source_attach (client->notify_source, g_main_context_get_thread_default ());
+	client->mtu = CLAMP (mtu, 23, 517);
+	client->send = fd_send;
+	client->send_data = client;
+	client->send_notify = NULL;
+	pump (client);
+	return TRUE;
+}
+
+/* image upload */
+
+gsize
+bgs_smp_upload_chunk_size (gsize max_frame, const char *name, guint64 off, guint64 total)
+{
+	static const guint8 zero_sha[32] = { 0 };
+	g_autoptr(GBytes) empty = NULL;
+	gsize base, avail, l;
+
+	if (name != NULL)
+		empty = bgs_smp_build_fs_upload (name, off, NULL, 0, total);
+	else
+		empty = bgs_smp_build_image_upload (0, off, NULL, 0, total, zero_sha, TRUE);
+	base = BGS_SMP_HEADER_SIZE + g_bytes_get_size (empty);
+	if (max_frame <= base + 3)
+		return 0;
+	avail = max_frame - base;
+	/* the byte string head grows from 1 to 2 or 3 bytes with the data */
+	l = avail;
+	if (l > 23)
+		l -= 1;
+	if (l > 255)
+		l -= 1;
+	return l;
+}
+
+typedef struct {
+	BgsSmpClient *client;
+	GBytes *image;
+	guint image_num;
+	gboolean upgrade;
+	guint8 sha[32];
+	guint64 off;
+	guint restarts;
+	BgsSmpProgressFunc progress;
+	gpointer progress_data;
+} Upload;
+
+static void
+upload_free (Upload *up)
+{
+	bgs_smp_client_unref (up->client);
+	g_bytes_unref (up->image);
+	g_free (up);
+}
+
+static void upload_next (GTask *task);
+
+static void
+upload_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	g_autoptr(GTask) task = user_data;
+	Upload *up = g_task_get_task_data (task);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsSmpResponse) resp = NULL;
+	guint64 off = 0;
+	int match = -1;
+	gsize total = g_bytes_get_size (up->image);
+
+	resp = bgs_smp_client_call_finish (up->client, result, &error);
+	if (resp == NULL || !bgs_smp_body_check (resp->body, &error) ||
+	    !bgs_smp_parse_image_upload (resp->body, &off, &match, &error)) {
+		g_prefix_error (&error, "image upload at offset %" G_GUINT64_FORMAT ": ", up->off);
+		g_task_return_error (task, g_steal_pointer (&error));
+		return;
+	}
+	if (off > total) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
+					 "device reports upload offset %" G_GUINT64_FORMAT " past the image end (%" G_GSIZE_FORMAT ")",
+					 off, total);
+		return;
+	}
+	if (off == 0 && up->off != 0 && ++up->restarts > 3) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
+					 "device keeps restarting the upload from offset 0");
+		return;
+	}
+	up->off = off;
+	if (up->progress != NULL)
+		up->progress (off, total, up->progress_data);
+	if (off == total) {
+		if (match == 0) {
+			g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_CORRUPT,
+						 "device reports the uploaded image does not match its SHA-256");
+			return;
+		}
+		g_task_return_boolean (task, TRUE);
+		return;
+	}
+	upload_next (g_steal_pointer (&task));
+}
+
+static void
+upload_next (GTask *task)
+{
+	Upload *up = g_task_get_task_data (task);
+	gsize total = 0;
+	const guint8 *data = g_bytes_get_data (up->image, &total);
+	gsize n = bgs_smp_upload_chunk_size (up->client->max_frame, NULL, up->off, total);
+	g_autoptr(GBytes) body = NULL;
+
+	if (n == 0) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_INVALID_ARGS,
+					 "SMP frame limit %" G_GSIZE_FORMAT " too small for an upload",
+					 up->client->max_frame);
+		g_object_unref (task);
+		return;
+	}
+	n = MIN (n, total - up->off);
+	body = bgs_smp_build_image_upload (up->image_num, up->off, data + up->off, n, total, up->sha,
+					   up->upgrade);
+	bgs_smp_client_call_async (up->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE,
+				   BGS_SMP_IMAGE_UPLOAD, body, g_task_get_cancellable (task),
+				   upload_cb, task);
+}
+
+void
+bgs_smp_client_upload_image_async (BgsSmpClient *client, GBytes *image, guint image_num,
+				   gboolean upgrade, BgsSmpProgressFunc progress,
+				   gpointer progress_data, GCancellable *cancellable,
+				   GAsyncReadyCallback callback, gpointer user_data)
+{
+	GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+	Upload *up = g_new0 (Upload, 1);
+	gsize sha_len = sizeof (up->sha);
+	g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+
+	g_task_set_source_tag (task, bgs_smp_client_upload_image_async);
+	up->client = bgs_smp_client_ref (client);
+	up->image = g_bytes_ref (image);
+	up->image_num = image_num;
+	up->upgrade = upgrade;
+	up->progress = progress;
+	up->progress_data = progress_data;
+	g_checksum_update (sum, g_bytes_get_data (image, NULL), (gssize) g_bytes_get_size (image));
+	g_checksum_get_digest (sum, up->sha, &sha_len);
+	g_task_set_task_data (task, up, (GDestroyNotify) upload_free);
+	if (g_bytes_get_size (image) == 0) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_INVALID_ARGS, "empty image");
+		g_object_unref (task);
+		return;
+	}
+	upload_next (task);
+}
+
+gboolean
+bgs_smp_client_upload_image_finish (BgsSmpClient *client, GAsyncResult *result, GError **error)
+{
+	return g_task_propagate_boolean (G_TASK (result), error);
+}

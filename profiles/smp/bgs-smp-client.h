@@ -1,0 +1,107 @@
+/* bgs-smp-client.h: SMP client over any packet transport
+ *
+ * The transport is a seam: the client hands out ATT-sized packets (MTU - 3
+ * bytes) through a send function and is given received notification
+ * payloads through bgs_smp_client_receive(); bgs_smp_client_attach_fds()
+ * wires both to AcquireWrite / AcquireNotify style SOCK_SEQPACKET fds.
+ * One request is in flight at a time (devices have few SMP buffers); the
+ * rest queue. Responses are reassembled from notifications by the header
+ * length and matched by sequence number, group and command; anything else
+ * is dropped. Each request has a timeout on the injected clock and is sent
+ * again (same sequence number) up to the retry limit. A device answering
+ * MGMT_ERR_EBUSY is asked again after a delay until the busy limit, so a
+ * long flash erase does not fail the request. */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "bgs-clock.h"
+#include "bgs-smp-cmd.h"
+#include "bgs-smp-image.h"
+
+G_BEGIN_DECLS
+
+typedef struct _BgsSmpClient BgsSmpClient;
+
+/* one packet of at most MTU - 3 bytes; FALSE + error when the link is gone */
+typedef gboolean (*BgsSmpSendFunc) (const guint8 *data, gsize len, gpointer user_data,
+				    GError **error);
+
+#define BGS_SMP_DEFAULT_TIMEOUT (5 * BGS_USEC_PER_SEC)
+#define BGS_SMP_DEFAULT_RETRIES 2
+#define BGS_SMP_DEFAULT_BUSY_DELAY (200 * 1000)
+#define BGS_SMP_DEFAULT_BUSY_LIMIT (30 * BGS_USEC_PER_SEC)
+/* Zephyr's default CONFIG_MCUMGR_TRANSPORT_NETBUF_SIZE */
+#define BGS_SMP_DEFAULT_MAX_FRAME 384
+
+BgsSmpClient *bgs_smp_client_new (BgsClock *clock, BgsSmpVersion version);
+BgsSmpClient *bgs_smp_client_ref (BgsSmpClient *client);
+/* pending requests fail with BGS_ERROR_CANCELED when the last ref goes */
+void bgs_smp_client_unref (BgsSmpClient *client);
+
+/* @mtu is the ATT MTU (23..517); packets are @mtu - 3 bytes */
+void bgs_smp_client_set_transport (BgsSmpClient *client, guint mtu, BgsSmpSendFunc send,
+				   gpointer user_data, GDestroyNotify notify);
+/* takes both fds (they may be the same); reads @notify_fd on the
+ * thread-default main context, writes @write_fd without blocking */
+gboolean bgs_smp_client_attach_fds (BgsSmpClient *client, int write_fd, int notify_fd,
+				    guint mtu, GError **error);
+/* link gone: drops the transport and any partial response; the request in
+ * flight and the queue fail with BGS_ERROR_IO */
+void bgs_smp_client_detach (BgsSmpClient *client);
+gboolean bgs_smp_client_is_attached (BgsSmpClient *client);
+/* called once when an attached fd reports hangup or error */
+void bgs_smp_client_set_link_lost_func (BgsSmpClient *client, GCallback func,
+					gpointer user_data);
+
+void bgs_smp_client_set_timeout (BgsSmpClient *client, gint64 timeout_usec, guint retries);
+void bgs_smp_client_set_busy (BgsSmpClient *client, gint64 delay_usec, gint64 limit_usec);
+/* largest request frame (header + body) the device accepts */
+void bgs_smp_client_set_max_frame (BgsSmpClient *client, gsize max_frame);
+guint bgs_smp_client_get_mtu (BgsSmpClient *client);
+
+/* one notification payload (any slice of the response stream) */
+void bgs_smp_client_receive (BgsSmpClient *client, const guint8 *data, gsize len);
+
+/* sends one request; the result is the parsed response even when the device
+ * reports an error in it (see bgs_smp_body_check); errors are transport,
+ * timeout (BGS_ERROR_TIMED_OUT), protocol and cancellation ones */
+void bgs_smp_client_call_async (BgsSmpClient *client, guint8 op, guint16 group, guint8 id,
+				GBytes *body, GCancellable *cancellable,
+				GAsyncReadyCallback callback, gpointer user_data);
+BgsSmpResponse *bgs_smp_client_call_finish (BgsSmpClient *client, GAsyncResult *result,
+					    GError **error);
+
+/* counters for tests and progress */
+typedef struct {
+	guint64 requests;
+	guint64 retransmits;
+	guint64 busy_retries;
+	guint64 timeouts;
+	guint64 dropped_frames; /* unsolicited, out of order, not a response */
+	guint64 packets_sent;
+	guint64 bytes_sent;
+	guint64 bytes_received;
+} BgsSmpClientStats;
+
+void bgs_smp_client_get_stats (BgsSmpClient *client, BgsSmpClientStats *stats);
+
+/* image upload (group 1 command 1) from @off_hint, following the offsets the
+ * device reports (so a device that kept a partial upload resumes it); the
+ * "sha" of the first chunk is the SHA-256 of the whole of @image */
+typedef void (*BgsSmpProgressFunc) (guint64 done, guint64 total, gpointer user_data);
+
+void bgs_smp_client_upload_image_async (BgsSmpClient *client, GBytes *image, guint image_num,
+					gboolean upgrade, BgsSmpProgressFunc progress,
+					gpointer progress_data, GCancellable *cancellable,
+					GAsyncReadyCallback callback, gpointer user_data);
+gboolean bgs_smp_client_upload_image_finish (BgsSmpClient *client, GAsyncResult *result,
+					     GError **error);
+
+/* the data bytes a chunk of an upload request can carry for @max_frame */
+gsize bgs_smp_upload_chunk_size (gsize max_frame, const char *name, guint64 off,
+				 guint64 total);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgsSmpClient, bgs_smp_client_unref)
+
+G_END_DECLS
