@@ -586,7 +586,7 @@ event_from_row (sqlite3_stmt *stmt, GError **error)
 			     local->message);
 		goto fail;
 	}
-	g_variant_ref_sink (e->data);
+	/* g_variant_parse gives a full reference already */
 	return g_steal_pointer (&e);
 fail:
 	g_prefix_error (error, "events row %" G_GINT64_FORMAT ": ", e->seq);
