@@ -257,7 +257,6 @@ transmit (BgsSmpClient *client, Request *req)
 	g_autoptr(GError) error = NULL;
 
 	req->attempts++;
-	g_byte_array_set_size (client->rx, 0);
 	if (!send_frame (client, req->frame, &error)) {
 		client->current = NULL;
 		g_prefix_error (&error, "SMP send failed: ");
@@ -312,6 +311,8 @@ on_timeout (gpointer user_data)
 		g_debug ("SMP group %u command %u seq %u: no answer, sending again (%u)",
 			 req->group, req->id, req->seq, req->attempts);
 		client->stats.retransmits++;
+		/* a half-received answer to the lost attempt would garble the next */
+		g_byte_array_set_size (client->rx, 0);
 		transmit (client, req);
 		return;
 	}
@@ -351,6 +352,8 @@ bgs_smp_client_call_async (BgsSmpClient *client, guint8 op, guint16 group, guint
 	GTask *task = g_task_new (NULL, cancellable, callback, user_data);
 
 	g_task_set_source_tag (task, bgs_smp_client_call_async);
+	/* report cancellation as BGS_ERROR_CANCELED, like every other error here */
+	g_task_set_check_cancellable (task, FALSE);
 	if (body != NULL && g_bytes_get_size (body) > BGS_SMP_MAX_BODY) {
 		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_INVALID_ARGS,
 					 "SMP body of %" G_GSIZE_FORMAT " bytes is too large",
@@ -358,7 +361,8 @@ bgs_smp_client_call_async (BgsSmpClient *client, guint8 op, guint16 group, guint
 		g_object_unref (task);
 		return;
 	}
-	if (g_task_return_error_if_cancelled (task)) {
+	if (g_cancellable_is_cancelled (cancellable)) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_CANCELED, "SMP request cancelled");
 		g_object_unref (task);
 		return;
 	}
@@ -725,6 +729,7 @@ bgs_smp_client_upload_image_async (BgsSmpClient *client, GBytes *image, guint im
 	g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
 
 	g_task_set_source_tag (task, bgs_smp_client_upload_image_async);
+	g_task_set_check_cancellable (task, FALSE);
 	up->client = bgs_smp_client_ref (client);
 	up->image = g_bytes_ref (image);
 	up->image_num = image_num;

@@ -1,0 +1,510 @@
+/* test-smp-client.c: fragmentation, reassembly, sequence matching,
+ * timeouts and retries (fake clock), busy keep-alive, cancellation
+ *
+ * Frames follow Zephyr doc/services/device_mgmt/smp_protocol.rst "Frame:
+ * The envelope"; the echo command is smp_groups/smp_group_0.rst "Echo". */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "bgs-error.h"
+#include "bgs-smp-client.h"
+
+typedef struct {
+	BgsClock *clock;
+	BgsSmpClient *client;
+	GPtrArray *packets; /* GBytes sent by the client */
+	gboolean fail_send;
+	/* result of the last call */
+	gboolean done;
+	BgsSmpResponse *resp;
+	GError *error;
+	GPtrArray *replies; /* echo texts, in completion order */
+} Fixture;
+
+static gboolean
+fake_send (const guint8 *data, gsize len, gpointer user_data, GError **error)
+{
+	Fixture *f = user_data;
+
+	if (f->fail_send) {
+		g_set_error_literal (error, BGS_ERROR, BGS_ERROR_IO, "link down");
+		return FALSE;
+	}
+	g_ptr_array_add (f->packets, g_bytes_new (data, len));
+	return TRUE;
+}
+
+static int
+setup (void **state)
+{
+	Fixture *f = g_new0 (Fixture, 1);
+
+	f->clock = bgs_clock_new_fake (1000, 0);
+	f->client = bgs_smp_client_new (f->clock, BGS_SMP_V1);
+	f->packets = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+	f->replies = g_ptr_array_new_with_free_func (g_free);
+	bgs_smp_client_set_transport (f->client, 23, fake_send, f, NULL);
+	bgs_smp_client_set_timeout (f->client, 2 * BGS_USEC_PER_SEC, 2);
+	*state = f;
+	return 0;
+}
+
+static void
+reset_result (Fixture *f)
+{
+	f->done = FALSE;
+	g_clear_pointer (&f->resp, bgs_smp_response_free);
+	g_clear_error (&f->error);
+}
+
+static int
+teardown (void **state)
+{
+	Fixture *f = *state;
+
+	bgs_smp_client_unref (f->client);
+	while (g_main_context_iteration (NULL, FALSE))
+		;
+	reset_result (f);
+	g_ptr_array_unref (f->packets);
+	g_ptr_array_unref (f->replies);
+	bgs_clock_unref (f->clock);
+	g_free (f);
+	return 0;
+}
+
+static void
+call_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fixture *f = user_data;
+	BgsSmpResponse *resp;
+	GError *error = NULL;
+	g_autofree char *text = NULL;
+
+	resp = bgs_smp_client_call_finish (f->client, result, &error);
+	reset_result (f);
+	f->resp = resp;
+	f->error = error;
+	f->done = TRUE;
+	if (resp != NULL && bgs_smp_parse_echo (resp->body, &text, NULL))
+		g_ptr_array_add (f->replies, g_steal_pointer (&text));
+}
+
+/* GTask completes from an idle: run it, bounded */
+static void
+settle (void)
+{
+	for (guint i = 0; i < 100 && g_main_context_iteration (NULL, FALSE); i++)
+		;
+}
+
+static GBytes *
+joined_packets (Fixture *f, guint from)
+{
+	GByteArray *a = g_byte_array_new ();
+
+	for (guint i = from; i < f->packets->len; i++) {
+		gsize n = 0;
+		const guint8 *d = g_bytes_get_data (f->packets->pdata[i], &n);
+
+		g_byte_array_append (a, d, (guint) n);
+	}
+	return g_byte_array_free_to_bytes (a);
+}
+
+static GBytes *
+echo_response (guint8 seq, const char *text)
+{
+	BgsSmpBuilder *b = bgs_smp_builder_new ();
+	g_autoptr(GBytes) body = NULL;
+
+	bgs_smp_builder_add_string (b, "r", text);
+	body = bgs_smp_builder_end (b);
+	return bgs_smp_frame_build (BGS_SMP_OP_WRITE_RSP, BGS_SMP_V1, 0, 0, seq, body);
+}
+
+static void
+feed (Fixture *f, GBytes *frame, gsize chunk)
+{
+	gsize len = 0;
+	const guint8 *d = g_bytes_get_data (frame, &len);
+
+	for (gsize off = 0; off < len; off += chunk)
+		bgs_smp_client_receive (f->client, d + off, MIN (chunk, len - off));
+}
+
+static void
+start_echo (Fixture *f, const char *text)
+{
+	g_autoptr(GBytes) body = bgs_smp_build_echo (text);
+
+	bgs_smp_client_call_async (f->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_OS, BGS_SMP_OS_ECHO,
+				   body, NULL, call_cb, f);
+}
+
+/* a 100-character echo at MTU 23 goes out as 20-byte packets */
+static void
+test_fragmentation (void **state)
+{
+	Fixture *f = *state;
+	g_autofree char *text = g_strnfill (100, 'x');
+	g_autoptr(GBytes) sent = NULL;
+	g_autoptr(GBytes) body = bgs_smp_build_echo (text);
+	g_autoptr(GBytes) want = bgs_smp_frame_build (BGS_SMP_OP_WRITE, BGS_SMP_V1, 0, 0, 0, body);
+	gsize total = g_bytes_get_size (want);
+
+	start_echo (f, text);
+	assert_int_equal (f->packets->len, (total + 19) / 20);
+	for (guint i = 0; i + 1 < f->packets->len; i++)
+		assert_int_equal (g_bytes_get_size (f->packets->pdata[i]), 20);
+	sent = joined_packets (f, 0);
+	assert_true (g_bytes_equal (sent, want));
+
+	/* MTU 247: one packet of 244 bytes at most */
+	g_ptr_array_set_size (f->packets, 0);
+	bgs_smp_client_set_transport (f->client, 247, fake_send, f, NULL);
+	settle ();
+	start_echo (f, text);
+	/* the first echo is still in flight, so nothing new goes out yet */
+	assert_int_equal (f->packets->len, 0);
+}
+
+/* a response arriving in 1-, 7- and 20-byte slices is put back together */
+static void
+test_reassembly (void **state)
+{
+	Fixture *f = *state;
+	gsize chunks[] = { 1, 7, 20, 1000 };
+
+	for (guint i = 0; i < G_N_ELEMENTS (chunks); i++) {
+		g_autofree char *text = g_strdup_printf ("reply-%u-%s", i, "abcdefghijklmnopqrstuvwxyz0123456789");
+		g_autoptr(GBytes) rsp = echo_response ((guint8) i, text);
+		g_autofree char *got = NULL;
+
+		reset_result (f);
+		start_echo (f, "q");
+		feed (f, rsp, chunks[i]);
+		settle ();
+		assert_true (f->done);
+		assert_null (f->error);
+		assert_true (bgs_smp_parse_echo (f->resp->body, &got, NULL));
+		assert_string_equal (got, text);
+	}
+}
+
+/* two responses in one notification are both taken */
+static void
+test_two_frames_one_packet (void **state)
+{
+	Fixture *f = *state;
+	g_autoptr(GBytes) a = echo_response (0, "one");
+	g_autoptr(GBytes) b = echo_response (1, "two");
+	GByteArray *both = g_byte_array_new ();
+	guint completed = 0;
+
+	g_byte_array_append (both, g_bytes_get_data (a, NULL), (guint) g_bytes_get_size (a));
+	g_byte_array_append (both, g_bytes_get_data (b, NULL), (guint) g_bytes_get_size (b));
+	start_echo (f, "1");
+	/* queued behind the first, sent when it completes */
+	{
+		g_autoptr(GBytes) body = bgs_smp_build_echo ("2");
+
+		bgs_smp_client_call_async (f->client, BGS_SMP_OP_WRITE, 0, 0, body, NULL, call_cb, f);
+	}
+	bgs_smp_client_receive (f->client, both->data, both->len);
+	g_byte_array_unref (both);
+	settle ();
+	completed = f->replies->len;
+	assert_int_equal (completed, 2);
+	assert_string_equal (f->replies->pdata[0], "one");
+	assert_string_equal (f->replies->pdata[1], "two");
+}
+
+/* responses with another sequence number, group, command or a request op
+ * are dropped; the matching one completes the call */
+static void
+test_sequence_matching (void **state)
+{
+	Fixture *f = *state;
+	g_autoptr(GBytes) stale = echo_response (0x7f, "stale");
+	g_autoptr(GBytes) body = bgs_smp_build_echo ("x");
+	g_autoptr(GBytes) wrong_group = bgs_smp_frame_build (BGS_SMP_OP_WRITE_RSP, 0, 1, 0, 0, body);
+	g_autoptr(GBytes) not_rsp = bgs_smp_frame_build (BGS_SMP_OP_WRITE, 0, 0, 0, 0, body);
+	g_autoptr(GBytes) good = echo_response (0, "good");
+	BgsSmpClientStats st;
+	g_autofree char *got = NULL;
+
+	start_echo (f, "q");
+	feed (f, stale, 5);
+	feed (f, wrong_group, 100);
+	feed (f, not_rsp, 100);
+	settle ();
+	assert_false (f->done);
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_int_equal (st.dropped_frames, 3);
+	feed (f, good, 100);
+	settle ();
+	assert_true (f->done);
+	assert_true (bgs_smp_parse_echo (f->resp->body, &got, NULL));
+	assert_string_equal (got, "good");
+
+	/* an unsolicited response with nothing in flight is dropped */
+	feed (f, stale, 100);
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_int_equal (st.dropped_frames, 4);
+}
+
+/* no answer: sent again after each timeout, then BGS_ERROR_TIMED_OUT */
+static void
+test_timeout_retries (void **state)
+{
+	Fixture *f = *state;
+	BgsSmpClientStats st;
+	g_autoptr(GBytes) first = NULL;
+	g_autoptr(GBytes) again = NULL;
+
+	start_echo (f, "hi");
+	assert_int_equal (f->packets->len, 1);
+	first = g_bytes_ref (f->packets->pdata[0]);
+	bgs_clock_fake_advance (f->clock, 2 * BGS_USEC_PER_SEC - 1);
+	assert_int_equal (f->packets->len, 1);
+	bgs_clock_fake_advance (f->clock, 1);
+	assert_int_equal (f->packets->len, 2);
+	again = g_bytes_ref (f->packets->pdata[1]);
+	/* the same frame, same sequence number */
+	assert_true (g_bytes_equal (first, again));
+	bgs_clock_fake_advance (f->clock, 2 * BGS_USEC_PER_SEC);
+	assert_int_equal (f->packets->len, 3);
+	settle ();
+	assert_false (f->done);
+	bgs_clock_fake_advance (f->clock, 2 * BGS_USEC_PER_SEC);
+	settle ();
+	assert_true (f->done);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_TIMED_OUT));
+	assert_non_null (strstr (f->error->message, "3 attempts"));
+	assert_int_equal (f->packets->len, 3);
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_int_equal (st.retransmits, 2);
+	assert_int_equal (bgs_clock_pending (f->clock), 0);
+}
+
+/* an answer to the retransmission completes the call */
+static void
+test_retry_then_answer (void **state)
+{
+	Fixture *f = *state;
+	g_autoptr(GBytes) rsp = echo_response (0, "late");
+
+	start_echo (f, "hi");
+	bgs_clock_fake_advance (f->clock, 2 * BGS_USEC_PER_SEC);
+	assert_int_equal (f->packets->len, 2);
+	feed (f, rsp, 20);
+	settle ();
+	assert_true (f->done);
+	assert_null (f->error);
+	assert_int_equal (bgs_clock_pending (f->clock), 0);
+	/* a duplicate answer (to the first copy) arrives later: dropped */
+	feed (f, rsp, 20);
+	{
+		BgsSmpClientStats st;
+
+		bgs_smp_client_get_stats (f->client, &st);
+		assert_int_equal (st.dropped_frames, 1);
+	}
+}
+
+/* a partial response, then silence: the retry starts from a clean buffer */
+static void
+test_partial_then_timeout (void **state)
+{
+	Fixture *f = *state;
+	g_autoptr(GBytes) rsp = echo_response (0, "complete");
+	gsize len = 0;
+	const guint8 *d = g_bytes_get_data (rsp, &len);
+
+	start_echo (f, "hi");
+	bgs_smp_client_receive (f->client, d, 10);
+	bgs_clock_fake_advance (f->clock, 2 * BGS_USEC_PER_SEC);
+	feed (f, rsp, 6);
+	settle ();
+	assert_true (f->done);
+	assert_null (f->error);
+}
+
+/* MGMT_ERR_EBUSY: asked again after the busy delay, not counted as a retry */
+static void
+test_busy_keepalive (void **state)
+{
+	Fixture *f = *state;
+	BgsSmpBuilder *b = bgs_smp_builder_new ();
+	g_autoptr(GBytes) body = NULL;
+	g_autoptr(GBytes) busy = NULL;
+	g_autoptr(GBytes) ok = echo_response (0, "done");
+	BgsSmpClientStats st;
+
+	bgs_smp_builder_add_int (b, "rc", BGS_SMP_RC_EBUSY);
+	body = bgs_smp_builder_end (b);
+	busy = bgs_smp_frame_build (BGS_SMP_OP_WRITE_RSP, 0, 0, 0, 0, body);
+	bgs_smp_client_set_busy (f->client, 500 * 1000, 10 * BGS_USEC_PER_SEC);
+	start_echo (f, "erase");
+	/* busy for 8 s, longer than timeout x attempts (6 s) */
+	for (guint i = 0; i < 16; i++) {
+		feed (f, busy, 100);
+		bgs_clock_fake_advance (f->clock, 500 * 1000);
+	}
+	assert_int_equal (f->packets->len, 17);
+	feed (f, ok, 100);
+	settle ();
+	assert_true (f->done);
+	assert_null (f->error);
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_int_equal (st.busy_retries, 16);
+	assert_int_equal (st.retransmits, 0);
+}
+
+/* busy past the limit: the busy answer is returned to the caller */
+static void
+test_busy_limit (void **state)
+{
+	Fixture *f = *state;
+	BgsSmpBuilder *b = bgs_smp_builder_new ();
+	g_autoptr(GBytes) body = NULL;
+	g_autoptr(GBytes) busy = NULL;
+	g_autoptr(GError) error = NULL;
+
+	bgs_smp_builder_add_int (b, "rc", BGS_SMP_RC_EBUSY);
+	body = bgs_smp_builder_end (b);
+	busy = bgs_smp_frame_build (BGS_SMP_OP_WRITE_RSP, 0, 0, 0, 0, body);
+	bgs_smp_client_set_busy (f->client, 1000 * 1000, 3 * BGS_USEC_PER_SEC);
+	start_echo (f, "erase");
+	for (guint i = 0; i < 3; i++) {
+		feed (f, busy, 100);
+		bgs_clock_fake_advance (f->clock, 1000 * 1000);
+	}
+	feed (f, busy, 100);
+	settle ();
+	assert_true (f->done);
+	assert_non_null (f->resp);
+	assert_false (bgs_smp_body_check (f->resp->body, &error));
+	assert_true (g_error_matches (error, BGS_ERROR, BGS_ERROR_BUSY));
+}
+
+static void
+test_cancel (void **state)
+{
+	Fixture *f = *state;
+	g_autoptr(GCancellable) c = g_cancellable_new ();
+	g_autoptr(GBytes) body = bgs_smp_build_echo ("x");
+	g_autoptr(GBytes) rsp = echo_response (0, "x");
+
+	bgs_smp_client_call_async (f->client, BGS_SMP_OP_WRITE, 0, 0, body, c, call_cb, f);
+	g_cancellable_cancel (c);
+	settle ();
+	assert_true (f->done);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_CANCELED));
+	assert_int_equal (bgs_clock_pending (f->clock), 0);
+	/* the late answer is dropped and the next request uses a new seq */
+	feed (f, rsp, 100);
+	reset_result (f);
+	start_echo (f, "y");
+	{
+		BgsSmpHeader h;
+		gsize n = 0;
+		const guint8 *d = g_bytes_get_data (f->packets->pdata[1], &n);
+
+		assert_true (bgs_smp_header_decode (d, n, &h, NULL));
+		assert_int_equal (h.seq, 1);
+	}
+}
+
+static void
+test_link_lost (void **state)
+{
+	Fixture *f = *state;
+
+	start_echo (f, "x");
+	start_echo (f, "y");
+	bgs_smp_client_detach (f->client);
+	settle ();
+	assert_true (f->done);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_IO));
+	assert_int_equal (bgs_clock_pending (f->clock), 0);
+	reset_result (f);
+	start_echo (f, "z");
+	settle ();
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_IO));
+}
+
+static void
+test_send_fails (void **state)
+{
+	Fixture *f = *state;
+
+	f->fail_send = TRUE;
+	start_echo (f, "x");
+	settle ();
+	assert_true (f->done);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_IO));
+}
+
+/* a corrupt body to our request fails that request with PROTOCOL */
+static void
+test_bad_body (void **state)
+{
+	Fixture *f = *state;
+	const guint8 raw[] = { 0x03, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0xa1, 0x61 };
+
+	start_echo (f, "x");
+	bgs_smp_client_receive (f->client, raw, sizeof (raw));
+	settle ();
+	assert_true (f->done);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_PROTOCOL));
+}
+
+static void
+test_chunk_size (void **state)
+{
+	/* the whole frame of the largest chunk fits the limit */
+	guint8 data[600];
+	guint8 sha[32] = { 0 };
+
+	memset (data, 0, sizeof (data));
+	for (gsize max = 100; max <= 600; max += 37) {
+		for (guint first = 0; first < 2; first++) {
+			guint64 off = first ? 0 : 123456;
+			gsize n = bgs_smp_upload_chunk_size (max, NULL, off, 400000);
+			g_autoptr(GBytes) body = bgs_smp_build_image_upload (0, off, data, n, 400000, sha, TRUE);
+
+			assert_true (n > 0);
+			assert_true (8 + g_bytes_get_size (body) <= max);
+			assert_true (8 + g_bytes_get_size (body) + 3 > max);
+		}
+	}
+}
+
+int
+main (void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown (test_fragmentation, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_reassembly, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_two_frames_one_packet, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_sequence_matching, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_timeout_retries, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_retry_then_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_partial_then_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_busy_keepalive, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_busy_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_link_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_send_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_bad_body, setup, teardown),
+		cmocka_unit_test (test_chunk_size),
+	};
+
+	return cmocka_run_group_tests (tests, NULL, NULL);
+}
