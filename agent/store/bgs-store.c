@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "bgs-store.h"
+#include "bgs-store-private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -73,14 +74,14 @@ static const char *const migrations[] = {
 	"CREATE INDEX history_by_app ON history (uid, app_id, started);",
 
 	/* 1 -> 2: the device cache; the startup scan for unfinished instances
-	 * walked the whole history, give it a partial index */
+	 * and history pruning walked the whole history, index the end time */
 	"CREATE TABLE device_info ("
 	"  device_key TEXT NOT NULL,"
 	"  key TEXT NOT NULL,"
 	"  value TEXT NOT NULL,"
 	"  updated INTEGER NOT NULL,"
 	"  PRIMARY KEY (device_key, key)) WITHOUT ROWID;"
-	"CREATE INDEX history_unfinished ON history (id) WHERE ended = 0;"
+	"CREATE INDEX history_by_end ON history (ended);"
 	"UPDATE schema SET version = 2;",
 };
 
@@ -114,12 +115,17 @@ typedef enum {
 	STMT_DEVICE_UNSET,
 	STMT_DEVICE_GET,
 	STMT_DEVICE_FORGET,
+	STMT_HISTORY_PRUNE,
 	STMT_LAST
 } StoreStmt;
 
 #define REG_COLUMNS \
 	"id, uid, app_id, name, trigger_kind, entry_point, custom_trigger, " \
 	"recurrence, conditions, created"
+/* the seq of the ?3-th oldest event of (?1, ?2): the oldest ?3 are a range
+ * of the events_by_app index */
+#define OLDEST_SEQ_LIMIT \
+	"SELECT seq FROM events WHERE uid = ?1 AND app_id = ?2 ORDER BY seq LIMIT 1 OFFSET ?3 - 1"
 #define EVENT_COLUMNS "seq, task_id, uid, app_id, kind, data, time"
 #define HISTORY_COLUMNS \
 	"id, task_id, uid, app_id, task_name, device, model, trigger_kind, " \
@@ -154,15 +160,14 @@ static const char *const stmt_sql[] = {
 		"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[STMT_EVENT_COUNT_APP] = "SELECT COUNT(*) FROM events WHERE uid = ?1 AND app_id = ?2",
 	/* the oldest ?3 events of the app are about to go: count them against
-	 * their own tasks (WHERE 1 keeps the upsert unambiguous) */
+	 * their own tasks (the WHERE keeps the upsert unambiguous) */
 	[STMT_EVENT_DROP_COUNT_OLDEST] =
 		"INSERT INTO event_drops (task_id, dropped) "
-		"SELECT task_id, COUNT(*) FROM (SELECT task_id FROM events "
-		"WHERE uid = ?1 AND app_id = ?2 ORDER BY seq LIMIT ?3) WHERE 1 GROUP BY task_id "
+		"SELECT task_id, COUNT(*) FROM events "
+		"WHERE uid = ?1 AND app_id = ?2 AND seq <= (" OLDEST_SEQ_LIMIT ") GROUP BY task_id "
 		"ON CONFLICT (task_id) DO UPDATE SET dropped = dropped + excluded.dropped",
 	[STMT_EVENT_DELETE_OLDEST] =
-		"DELETE FROM events WHERE seq IN (SELECT seq FROM events "
-		"WHERE uid = ?1 AND app_id = ?2 ORDER BY seq LIMIT ?3)",
+		"DELETE FROM events WHERE uid = ?1 AND app_id = ?2 AND seq <= (" OLDEST_SEQ_LIMIT ")",
 	[STMT_EVENT_LIST_TASK] = "SELECT " EVENT_COLUMNS " FROM events WHERE task_id = ?1 ORDER BY seq",
 	[STMT_EVENT_DELETE_TASK] = "DELETE FROM events WHERE task_id = ?1",
 	[STMT_EVENT_COUNT_TASK] = "SELECT COUNT(*) FROM events WHERE task_id = ?1",
@@ -190,6 +195,7 @@ static const char *const stmt_sql[] = {
 	[STMT_DEVICE_UNSET] = "DELETE FROM device_info WHERE device_key = ?1 AND key = ?2",
 	[STMT_DEVICE_GET] = "SELECT value FROM device_info WHERE device_key = ?1 AND key = ?2",
 	[STMT_DEVICE_FORGET] = "DELETE FROM device_info WHERE device_key = ?1",
+	[STMT_HISTORY_PRUNE] = "DELETE FROM history WHERE ended > 0 AND ended < ?1",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (stmt_sql) == STMT_LAST);
@@ -1021,6 +1027,9 @@ store_close (BgsStore *self, gboolean failed)
 		return;
 	for (guint i = 0; i < STMT_LAST; i++)
 		g_clear_pointer (&self->stmts[i], sqlite3_finalize);
+	/* keeps planner statistics fresh; cheap, and mostly a no-op */
+	if (!failed && sqlite3_exec (self->db, "PRAGMA optimize", NULL, NULL, NULL) != SQLITE_OK)
+		g_debug ("%s: optimize: %s", self->path, sqlite3_errmsg (self->db));
 #ifdef SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE
 	/* a file we refused keeps any WAL beside it as it was */
 	if (failed)
@@ -1726,4 +1735,63 @@ bgs_store_forget_device (BgsStore *self, const char *device_key, GError **error)
 	st = stmt_get (self, STMT_DEVICE_FORGET);
 	bind_text (st, 1, device_key);
 	return stmt_run (self, st, "forgetting a device", error);
+}
+
+gboolean
+bgs_store_prune_history (BgsStore *self, gint64 ended_before, guint *n_removed, GError **error)
+{
+	g_autoptr(StoreStmtRef) st = NULL;
+
+	g_return_val_if_fail (BGS_IS_STORE (self), FALSE);
+	if (n_removed != NULL)
+		*n_removed = 0;
+	st = stmt_get (self, STMT_HISTORY_PRUNE);
+	sqlite3_bind_int64 (st, 1, ended_before);
+	if (!stmt_run (self, st, "pruning history", error))
+		return FALSE;
+	if (n_removed != NULL)
+		*n_removed = (guint) sqlite3_changes (self->db);
+	return TRUE;
+}
+
+/* ---- for tests ---- */
+
+char *
+bgs_store_get_full_scans (BgsStore *self, GError **error)
+{
+	g_autoptr(GString) scans = g_string_new (NULL);
+
+	g_return_val_if_fail (BGS_IS_STORE (self), NULL);
+	for (guint i = 0; i < STMT_LAST; i++) {
+		g_autofree char *sql = NULL;
+		sqlite3_stmt *stmt = NULL;
+		int rc;
+
+		/* listing every registration reads every row by design */
+		if (i == STMT_REG_LIST)
+			continue;
+		sql = g_strconcat ("EXPLAIN QUERY PLAN ", stmt_sql[i], NULL);
+
+		if (sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+			set_db_error (self->db, self->path, sqlite3_extended_errcode (self->db),
+				      "explaining a query", error);
+			return NULL;
+		}
+		while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+			const char *detail = (const char *) sqlite3_column_text (stmt, 3);
+
+			/* "SCAN t" alone walks the table; "SCAN t USING INDEX" and
+			 * scans of subquery results are fine */
+			if (detail != NULL && g_str_has_prefix (detail, "SCAN ") &&
+			    strstr (detail, " USING ") == NULL && strstr (detail, "subquery") == NULL)
+				g_string_append_printf (scans, "%s: %s\n", stmt_sql[i], detail);
+		}
+		sqlite3_finalize (stmt);
+		if (rc != SQLITE_DONE) {
+			set_db_error (self->db, self->path, sqlite3_extended_errcode (self->db),
+				      "explaining a query", error);
+			return NULL;
+		}
+	}
+	return g_string_free (g_steal_pointer (&scans), FALSE);
 }

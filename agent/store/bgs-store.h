@@ -149,6 +149,10 @@ gboolean bgs_store_history_end (BgsStore *self, gint64 id, gint64 ended, const c
 /* newest first; @app_id NULL = all apps of @uid; @limit 0 = no limit */
 GPtrArray *bgs_store_list_history (BgsStore *self, guint32 uid, const char *app_id,
 				   guint limit, GError **error);
+/* deletes finished rows that ended before @ended_before (unix usec); running
+ * rows stay. for a retention policy, run once at startup */
+gboolean bgs_store_prune_history (BgsStore *self, gint64 ended_before, guint *n_removed,
+				  GError **error);
 /* rows with ended == 0 (instances that were running when the agent died), oldest first */
 GPtrArray *bgs_store_history_unfinished (BgsStore *self, GError **error);
 

@@ -15,6 +15,7 @@
 
 #include "bgs-error.h"
 #include "bgs-store.h"
+#include "bgs-store-private.h"
 
 #define T0 G_GINT64_CONSTANT (1700000000000000)
 
@@ -830,6 +831,69 @@ test_history (void **state)
 }
 
 static void
+test_history_prune (void **state)
+{
+	Fixture *f = *state;
+	g_autoptr(BgsStore) store = open_ok (f->path);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) left = NULL;
+	g_autoptr(GPtrArray) unfinished = NULL;
+	gint64 old = begin (store, 1000, "app.A", "old", T0);
+	gint64 recent = begin (store, 1000, "app.A", "recent", T0 + 1);
+	guint n = 99;
+
+	begin (store, 1000, "app.A", "still running", T0 - 5);
+	assert_true (bgs_store_history_end (store, old, T0 + 10, "failed", "boom", 0, 0, &error));
+	assert_true (bgs_store_history_end (store, recent, T0 + 1000, "completed", "", 0, 0, &error));
+	assert_true (bgs_store_prune_history (store, T0 + 500, &n, &error));
+	assert_int_equal (n, 1);
+	left = bgs_store_list_history (store, 1000, NULL, 0, &error);
+	assert_int_equal (left->len, 2);
+	assert_int_equal (((BgsHistoryEntry *) g_ptr_array_index (left, 0))->id, recent);
+	unfinished = bgs_store_history_unfinished (store, &error);
+	assert_int_equal (unfinished->len, 1);
+}
+
+static void
+test_lookups_indexed (void **state)
+{
+	Fixture *f = *state;
+	g_autoptr(BgsStore) store = open_ok (f->path);
+	g_autoptr(GError) error = NULL;
+	g_autofree char *scans = NULL;
+	gint64 i_begin = 0;
+
+	/* fill a little, several users and apps, so ANALYZE gives the
+	 * planner realistic statistics */
+	for (guint32 uid = 1000; uid < 1003; uid++) {
+		for (int app = 0; app < 4; app++) {
+			g_autofree char *app_id = g_strdup_printf ("org.example.App%d", app);
+			gint64 id = add_reg (store, uid, app_id, "a");
+
+			for (int i = 0; i < 10; i++)
+				queue (store, id, uid, app_id, i, 0);
+			assert_true (bgs_store_set_consent (store, uid, app_id, "Watch", TRUE, T0, NULL));
+			begin (store, uid, app_id, "a", T0 + i_begin++);
+		}
+	}
+	raw_exec (f->path, "ANALYZE;");
+	g_clear_object (&store);
+	store = open_ok (f->path);
+	scans = bgs_store_get_full_scans (store, &error);
+	assert_non_null (scans);
+	if (scans[0] != '\0')
+		fail_msg ("lookups without an index:\n%s", scans);
+
+	/* and the check does see a missing index */
+	g_clear_object (&store);
+	g_clear_pointer (&scans, g_free);
+	raw_exec (f->path, "DROP INDEX events_by_task;");
+	store = open_ok (f->path);
+	scans = bgs_store_get_full_scans (store, &error);
+	assert_non_null (strstr (scans, "SCAN events"));
+}
+
+static void
 test_device_info (void **state)
 {
 	Fixture *f = *state;
@@ -946,7 +1010,7 @@ test_migration_from_v1 (void **state)
 	}
 	assert_int_equal (raw_int (f->path, "SELECT version FROM schema"), 2);
 	assert_int_equal (raw_int (f->path, "SELECT COUNT(*) FROM sqlite_master "
-					    "WHERE name = 'history_unfinished'"), 1);
+					    "WHERE name = 'history_by_end'"), 1);
 	/* reopening a current file changes nothing */
 	{
 		g_autoptr(BgsStore) store = open_ok (f->path);
@@ -974,7 +1038,7 @@ test_migration_failure_rolls_back (void **state)
 	assert_non_null (strstr (error->message, "schema version 2"));
 	assert_int_equal (raw_int (f->path, "SELECT version FROM schema"), 1);
 	assert_int_equal (raw_int (f->path, "SELECT COUNT(*) FROM sqlite_master "
-					    "WHERE name = 'history_unfinished'"), 0);
+					    "WHERE name = 'history_by_end'"), 0);
 	assert_int_equal (raw_int (f->path, "SELECT COUNT(*) FROM registrations"), 1);
 }
 
@@ -1218,6 +1282,8 @@ main (int argc, char **argv)
 		cmocka_unit_test_setup_teardown (test_seq_across_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_consents, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_history, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_history_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_lookups_indexed, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_device_info, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_migration_from_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_migration_failure_rolls_back, setup, teardown),
