@@ -950,24 +950,62 @@ quick_check (sqlite3 *db, const char *path, GError **error)
 	return TRUE;
 }
 
-/* checks, then migrates inside one write transaction */
-static gboolean
-check_and_migrate (BgsStore *self, GError **error)
+static gint64
+check_version (sqlite3 *db, const char *path, GError **error)
 {
-	gint64 version;
+	gint64 version = read_version (db, path, error);
 
-	if (!quick_check (self->db, self->path, error))
-		return FALSE;
-	version = read_version (self->db, self->path, error);
-	if (version < 0)
-		return FALSE;
 	if (version > BGS_STORE_SCHEMA_VERSION) {
 		g_set_error (error, BGS_ERROR, BGS_ERROR_NOT_SUPPORTED,
 			     "database file '%s' has schema version %" G_GINT64_FORMAT
 			     ", newer than version %d this bgsync knows; refusing to open it "
-			     "(was bgsync downgraded?)", self->path, version, BGS_STORE_SCHEMA_VERSION);
+			     "(was bgsync downgraded?)", path, version, BGS_STORE_SCHEMA_VERSION);
+		return -1;
+	}
+	return version;
+}
+
+/* the checks on a connection that cannot change anything: immutable means
+ * no locks, no journal or WAL recovery and no files created beside it. only
+ * valid when there is no journal or WAL to recover from. */
+static gboolean
+check_untouched (const char *path, GError **error)
+{
+	g_autofree char *escaped = g_uri_escape_string (path, "/", FALSE);
+	g_autofree char *uri = g_strconcat ("file:", escaped, "?immutable=1", NULL);
+	sqlite3 *db = NULL;
+	gboolean ok;
+	int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+	int rc;
+
+#ifdef SQLITE_OPEN_NOFOLLOW
+	flags |= SQLITE_OPEN_NOFOLLOW;
+#endif
+	rc = sqlite3_open_v2 (uri, &db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		set_db_error (db, path, db != NULL ? sqlite3_extended_errcode (db) : rc, "open", error);
+		sqlite3_close (db);
 		return FALSE;
 	}
+#ifdef SQLITE_DBCONFIG_TRUSTED_SCHEMA
+	sqlite3_db_config (db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+#endif
+	ok = quick_check (db, path, error) && check_version (db, path, error) > 0;
+	sqlite3_close (db);
+	return ok;
+}
+
+/* checks (unless done already), then migrates inside one write transaction */
+static gboolean
+check_and_migrate (BgsStore *self, gboolean checked, GError **error)
+{
+	gint64 version;
+
+	if (!checked && !quick_check (self->db, self->path, error))
+		return FALSE;
+	version = check_version (self->db, self->path, error);
+	if (version < 0)
+		return FALSE;
 	if (version == BGS_STORE_SCHEMA_VERSION)
 		return TRUE;
 
@@ -1021,18 +1059,19 @@ prepare_all (BgsStore *self, GError **error)
 }
 
 static void
-store_close (BgsStore *self, gboolean failed)
+store_close (BgsStore *self, gboolean refused, gboolean keep_wal)
 {
 	if (self->db == NULL)
 		return;
 	for (guint i = 0; i < STMT_LAST; i++)
 		g_clear_pointer (&self->stmts[i], sqlite3_finalize);
-	/* keeps planner statistics fresh; cheap, and mostly a no-op */
-	if (!failed && sqlite3_exec (self->db, "PRAGMA optimize", NULL, NULL, NULL) != SQLITE_OK)
+	/* keeps planner statistics fresh; cheap, and mostly a no-op. never
+	 * on a file we refused: that one is not ours to write */
+	if (!refused && sqlite3_exec (self->db, "PRAGMA optimize", NULL, NULL, NULL) != SQLITE_OK)
 		g_debug ("%s: optimize: %s", self->path, sqlite3_errmsg (self->db));
 #ifdef SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE
 	/* a file we refused keeps any WAL beside it as it was */
-	if (failed)
+	if (keep_wal)
 		sqlite3_db_config (self->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 #endif
 	if (sqlite3_close (self->db) != SQLITE_OK)
@@ -1044,7 +1083,7 @@ BgsStore *
 bgs_store_open (const char *path, GError **error)
 {
 	g_autoptr(BgsStore) self = NULL;
-	gboolean had_wal, had_shm;
+	gboolean had_wal, checked;
 	struct stat st;
 
 	g_return_val_if_fail (path != NULL, NULL);
@@ -1066,27 +1105,21 @@ bgs_store_open (const char *path, GError **error)
 	if (!check_file (path, error))
 		return NULL;
 
+	/* with no journal or WAL beside it the file needs no recovery: judge it
+	 * read-only first, so a file we refuse is never opened for writing */
 	had_wal = sidecar_exists (path, "-wal");
-	had_shm = sidecar_exists (path, "-shm");
+	checked = !had_wal && !sidecar_exists (path, "-journal");
+	if (checked && !check_untouched (path, error))
+		return NULL;
+
 	self->db = db_open (path, error);
 	if (self->db == NULL)
 		return NULL;
-	if (!check_and_migrate (self, error) || !configure (self, error) || !prepare_all (self, error)) {
-		store_close (self, TRUE);
-		/* leave no traces beside a file we refused: an empty WAL and its
-		 * index that our own reads created */
-		if (!had_wal) {
-			g_autofree char *wal = g_strconcat (path, "-wal", NULL);
-
-			if (g_stat (wal, &st) == 0 && st.st_size == 0) {
-				g_unlink (wal);
-				if (!had_shm) {
-					g_autofree char *shm = g_strconcat (path, "-shm", NULL);
-
-					g_unlink (shm);
-				}
-			}
-		}
+	if (!check_and_migrate (self, checked, error) || !configure (self, error) ||
+	    !prepare_all (self, error)) {
+		/* a WAL we found stays as it was; one our own connection made
+		 * is empty and goes away on close as usual */
+		store_close (self, TRUE, had_wal);
 		return NULL;
 	}
 	return g_steal_pointer (&self);
@@ -1104,7 +1137,7 @@ bgs_store_finalize (GObject *object)
 {
 	BgsStore *self = BGS_STORE (object);
 
-	store_close (self, FALSE);
+	store_close (self, FALSE, FALSE);
 	g_free (self->path);
 	G_OBJECT_CLASS (bgs_store_parent_class)->finalize (object);
 }

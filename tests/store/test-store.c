@@ -11,6 +11,7 @@
 #include <sqlite3.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bgs-error.h"
@@ -831,6 +832,46 @@ test_history (void **state)
 }
 
 static void
+test_crash_recovery (void **state)
+{
+	Fixture *f = *state;
+	g_autoptr(GError) error = NULL;
+	pid_t pid;
+	int status = 0;
+
+	g_object_unref (open_ok (f->path));
+	/* a child does its work and dies without closing anything: what it
+	 * committed is only in the WAL */
+	pid = fork ();
+	assert_true (pid >= 0);
+	if (pid == 0) {
+		BgsStore *store = bgs_store_open (f->path, NULL);
+		gint64 id;
+
+		if (store == NULL)
+			_exit (2);
+		id = add_reg (store, 1000, "org.example.App", "a");
+		queue (store, id, 1000, "org.example.App", 1, 0);
+		begin (store, 1000, "org.example.App", "a", T0);
+		_exit (0);
+	}
+	assert_int_equal (waitpid (pid, &status, 0), pid);
+	assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+	assert_true (sidecar_exists (f->path, "-wal"));
+	{
+		g_autoptr(BgsStore) store = open_ok (f->path);
+		g_autoptr(GPtrArray) regs = bgs_store_list_registrations (store, &error);
+		g_autoptr(GPtrArray) unfinished = bgs_store_history_unfinished (store, &error);
+
+		assert_int_equal (regs->len, 1);
+		assert_int_equal (bgs_store_count_events (store, ((BgsRegistration *) g_ptr_array_index (regs, 0))->id, NULL), 1);
+		assert_int_equal (unfinished->len, 1);
+	}
+	/* a clean close checkpoints and removes the WAL */
+	assert_false (sidecar_exists (f->path, "-wal"));
+}
+
+static void
 test_history_prune (void **state)
 {
 	Fixture *f = *state;
@@ -1282,6 +1323,7 @@ main (int argc, char **argv)
 		cmocka_unit_test_setup_teardown (test_seq_across_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_consents, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_history, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_crash_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_history_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_lookups_indexed, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_device_info, setup, teardown),
