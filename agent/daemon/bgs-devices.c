@@ -1,0 +1,644 @@
+/* bgs-devices.c: devices from BlueZ, their presence and model */
+#include "bgs-devices.h"
+
+#include "bgs-dbus.h"
+#include "bgs-error.h"
+
+#define BLUEZ_NAME "org.bluez"
+#define ADAPTER_IFACE "org.bluez.Adapter1"
+#define DEVICE_IFACE "org.bluez.Device1"
+
+struct _BgsDevice {
+	BgsDevices *devices; /* unowned */
+	char *id;
+	char *object_path;
+	char *bluez_path;
+	char *adapter;       /* "hci0" */
+	char *adapter_path;
+	char *address;
+	char *name;
+	char *model_id;
+	char *model_name;
+	BgsDeviceModel *model; /* owned ref, NULL when unidentified */
+	gboolean connected;
+	gboolean blocked;
+	gboolean sighted;    /* seen advertising within the lost timeout */
+	gint16 rssi;
+	guint64 last_seen;   /* unix usec */
+	gboolean present;
+	guint lost_timer;
+	BgsDBusDevice1 *skeleton;
+};
+
+struct _BgsDevices {
+	GObject parent_instance;
+	GDBusConnection *bluez_bus;
+	GDBusConnection *export_bus;
+	BgsModelRegistry *models;
+	char **adapters;
+	gint64 lost_timeout;
+	GDBusObjectManager *manager;
+	GHashTable *devices; /* bluez path -> BgsDevice */
+};
+
+enum { SIGNAL_PRESENCE_CHANGED, SIGNAL_REMOVED, SIGNAL_LAST };
+static guint signals[SIGNAL_LAST];
+
+G_DEFINE_TYPE (BgsDevices, bgs_devices, G_TYPE_OBJECT)
+
+static void
+device_free (BgsDevice *dev)
+{
+	if (dev->lost_timer != 0)
+		g_source_remove (dev->lost_timer);
+	if (dev->skeleton != NULL) {
+		g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (dev->skeleton));
+		g_object_unref (dev->skeleton);
+	}
+	g_clear_pointer (&dev->model, bgs_device_model_unref);
+	g_free (dev->id);
+	g_free (dev->object_path);
+	g_free (dev->bluez_path);
+	g_free (dev->adapter);
+	g_free (dev->adapter_path);
+	g_free (dev->address);
+	g_free (dev->name);
+	g_free (dev->model_id);
+	g_free (dev->model_name);
+	g_free (dev);
+}
+
+/* typed reads of BlueZ properties: BlueZ is untrusted input too */
+static GVariant *
+proxy_prop (GDBusProxy *proxy, const char *name, const GVariantType *type)
+{
+	g_autoptr(GVariant) v = g_dbus_proxy_get_cached_property (proxy, name);
+
+	if (v == NULL || !g_variant_is_of_type (v, type))
+		return NULL;
+	return g_steal_pointer (&v);
+}
+
+static gboolean
+prop_bool (GDBusProxy *proxy, const char *name)
+{
+	g_autoptr(GVariant) v = proxy_prop (proxy, name, G_VARIANT_TYPE_BOOLEAN);
+
+	return v != NULL && g_variant_get_boolean (v);
+}
+
+static char *
+prop_string (GDBusProxy *proxy, const char *name)
+{
+	g_autoptr(GVariant) v = proxy_prop (proxy, name, G_VARIANT_TYPE_STRING);
+
+	if (v == NULL)
+		return NULL;
+	return g_variant_dup_string (v, NULL);
+}
+
+static GDBusProxy *
+get_proxy (BgsDevices *self, const char *path, const char *iface)
+{
+	GDBusInterface *i;
+
+	if (self->manager == NULL)
+		return NULL;
+	i = g_dbus_object_manager_get_interface (self->manager, path, iface);
+	return i != NULL ? G_DBUS_PROXY (i) : NULL;
+}
+
+static gboolean
+adapter_allowed (BgsDevices *self, const char *adapter)
+{
+	if (self->adapters == NULL || self->adapters[0] == NULL)
+		return TRUE;
+	return g_strv_contains ((const char *const *) self->adapters, adapter);
+}
+
+static gboolean
+adapter_powered (BgsDevices *self, const char *adapter_path)
+{
+	g_autoptr(GDBusProxy) adapter = get_proxy (self, adapter_path, ADAPTER_IFACE);
+
+	return adapter != NULL && prop_bool (adapter, "Powered");
+}
+
+static gboolean
+adapter_discovering (BgsDevices *self, const char *adapter_path)
+{
+	g_autoptr(GDBusProxy) adapter = get_proxy (self, adapter_path, ADAPTER_IFACE);
+
+	return adapter != NULL && prop_bool (adapter, "Discovering");
+}
+
+static void
+device_identify (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy)
+{
+	BgsDeviceFacts facts = { 0 };
+	g_autofree char *modalias = prop_string (proxy, "Modalias");
+	g_autoptr(GVariant) uuids_v = proxy_prop (proxy, "UUIDs", G_VARIANT_TYPE_STRING_ARRAY);
+	g_autoptr(GVariant) mfr = proxy_prop (proxy, "ManufacturerData", G_VARIANT_TYPE ("a{qv}"));
+	g_autofree const char **uuids = NULL;
+	const BgsDeviceModel *model;
+
+	facts.address = dev->address;
+	facts.name = dev->name;
+	facts.modalias = modalias;
+	if (uuids_v != NULL)
+		uuids = g_variant_get_strv (uuids_v, NULL);
+	facts.uuids = uuids;
+	facts.manufacturer_data = mfr;
+
+	model = bgs_model_registry_match (self->models, &facts);
+	g_clear_pointer (&dev->model, bgs_device_model_unref);
+	g_free (dev->model_id);
+	g_free (dev->model_name);
+	if (model != NULL) {
+		dev->model = bgs_device_model_ref (model);
+		dev->model_id = g_strdup (model->id);
+		dev->model_name = g_strdup (model->name);
+	} else {
+		dev->model_id = bgs_device_model_fallback_id (&facts);
+		dev->model_name = g_strdup (dev->name != NULL ? dev->name : dev->model_id);
+	}
+}
+
+static void device_update_presence (BgsDevices *self, BgsDevice *dev);
+
+static gboolean
+lost_timer_cb (gpointer user_data)
+{
+	BgsDevice *dev = user_data;
+
+	dev->lost_timer = 0;
+	dev->sighted = FALSE;
+	device_update_presence (dev->devices, dev);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+device_sighting (BgsDevices *self, BgsDevice *dev)
+{
+	dev->sighted = TRUE;
+	dev->last_seen = g_get_real_time ();
+	/* one timer per sighted device, re-armed on the next sighting */
+	if (dev->lost_timer != 0)
+		g_source_remove (dev->lost_timer);
+	dev->lost_timer = g_timeout_add_full (G_PRIORITY_DEFAULT,
+					      (guint) MAX (self->lost_timeout / 1000, 1),
+					      lost_timer_cb, dev, NULL);
+}
+
+static void
+device_sync_skeleton (BgsDevice *dev)
+{
+	BgsDBusDevice1 *s = dev->skeleton;
+
+	if (s == NULL)
+		return;
+	bgs_dbus_device1_set_address (s, dev->address);
+	bgs_dbus_device1_set_name (s, dev->name != NULL ? dev->name : "");
+	bgs_dbus_device1_set_adapter (s, dev->adapter);
+	bgs_dbus_device1_set_model (s, dev->model_id);
+	bgs_dbus_device1_set_model_name (s, dev->model_name);
+	bgs_dbus_device1_set_present (s, dev->present);
+	bgs_dbus_device1_set_connected (s, dev->connected);
+	bgs_dbus_device1_set_rssi (s, dev->rssi);
+	bgs_dbus_device1_set_last_seen (s, dev->last_seen);
+}
+
+static void
+device_update_presence (BgsDevices *self, BgsDevice *dev)
+{
+	gboolean present = dev->connected || dev->sighted;
+
+	if (dev->connected)
+		dev->last_seen = g_get_real_time ();
+	device_sync_skeleton (dev);
+	if (present == dev->present)
+		return;
+	dev->present = present;
+	bgs_dbus_device1_set_present (dev->skeleton, present);
+	g_info ("device %s (%s) %s", dev->address, dev->model_id,
+		present ? "present" : "no longer present");
+	g_signal_emit (self, signals[SIGNAL_PRESENCE_CHANGED], 0, dev->id, present);
+}
+
+static void
+device_read_props (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy, gboolean initial)
+{
+	g_autoptr(GVariant) rssi = proxy_prop (proxy, "RSSI", G_VARIANT_TYPE_INT16);
+	g_autofree char *alias = prop_string (proxy, "Alias");
+	g_autofree char *name = prop_string (proxy, "Name");
+
+	g_free (dev->name);
+	dev->name = g_strdup (alias != NULL ? alias : name);
+	dev->connected = prop_bool (proxy, "Connected");
+	dev->blocked = prop_bool (proxy, "Blocked");
+	if (rssi != NULL) {
+		dev->rssi = g_variant_get_int16 (rssi);
+		/* an RSSI counts as a sighting only while the adapter scans:
+		 * BlueZ keeps stale values on known devices */
+		if (!initial || adapter_discovering (self, dev->adapter_path))
+			device_sighting (self, dev);
+	}
+}
+
+static void
+device_add (BgsDevices *self, GDBusProxy *proxy)
+{
+	const char *path = g_dbus_proxy_get_object_path (proxy);
+	g_autofree char *address = prop_string (proxy, "Address");
+	g_autofree char *adapter_path = NULL;
+	g_autoptr(GVariant) adapter_v = proxy_prop (proxy, "Adapter", G_VARIANT_TYPE_OBJECT_PATH);
+	const char *adapter;
+	BgsDevice *dev;
+	g_autoptr(GError) error = NULL;
+	g_autofree char *addr_id = NULL;
+
+	if (g_hash_table_contains (self->devices, path))
+		return;
+	if (address == NULL || !g_regex_match_simple ("^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$",
+						       address, 0, 0)) {
+		g_warning ("ignoring BlueZ device %s: missing or malformed Address", path);
+		return;
+	}
+	adapter_path = adapter_v != NULL ? g_variant_dup_string (adapter_v, NULL)
+					 : g_path_get_dirname (path);
+	adapter = strrchr (adapter_path, '/');
+	adapter = adapter != NULL ? adapter + 1 : adapter_path;
+	if (!adapter_allowed (self, adapter)) {
+		g_debug ("ignoring %s: adapter %s not configured", path, adapter);
+		return;
+	}
+	dev = g_new0 (BgsDevice, 1);
+	dev->devices = self;
+	dev->bluez_path = g_strdup (path);
+	dev->adapter = g_strdup (adapter);
+	dev->adapter_path = g_steal_pointer (&adapter_path);
+	dev->address = g_ascii_strup (address, -1);
+	addr_id = g_strdelimit (g_strdup (dev->address), ":", '_');
+	dev->id = g_strdup_printf ("%s_%s", dev->adapter, addr_id);
+	g_strcanon (dev->id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", '_');
+	dev->object_path = g_strdup_printf ("/org/bgsync/device/%s", dev->id);
+	device_read_props (self, dev, proxy, TRUE);
+	device_identify (self, dev, proxy);
+	dev->present = dev->connected || dev->sighted;
+	if (dev->connected)
+		dev->last_seen = g_get_real_time ();
+	dev->skeleton = bgs_dbus_device1_skeleton_new ();
+	device_sync_skeleton (dev);
+	if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (dev->skeleton),
+					       self->export_bus, dev->object_path, &error))
+		g_warning ("cannot export %s: %s", dev->object_path, error->message);
+	g_hash_table_insert (self->devices, dev->bluez_path, dev);
+	g_info ("device %s on %s: model %s, %s", dev->address, dev->adapter, dev->model_id,
+		dev->present ? "present" : "not present");
+	if (dev->present)
+		g_signal_emit (self, signals[SIGNAL_PRESENCE_CHANGED], 0, dev->id, TRUE);
+}
+
+static void
+device_remove (BgsDevices *self, const char *bluez_path)
+{
+	BgsDevice *dev = g_hash_table_lookup (self->devices, bluez_path);
+	g_autofree char *id = NULL;
+
+	if (dev == NULL)
+		return;
+	id = g_strdup (dev->id);
+	g_info ("device %s removed", dev->address);
+	g_hash_table_remove (self->devices, bluez_path);
+	g_signal_emit (self, signals[SIGNAL_REMOVED], 0, id);
+}
+
+static void
+adapter_changed (BgsDevices *self, const char *adapter_path)
+{
+	/* a powered-off adapter revokes its devices: their tasks must stop */
+	if (adapter_powered (self, adapter_path))
+		return;
+	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func (g_free);
+	GHashTableIter iter;
+	gpointer value;
+
+	g_hash_table_iter_init (&iter, self->devices);
+	while (g_hash_table_iter_next (&iter, NULL, &value)) {
+		BgsDevice *dev = value;
+		if (g_strcmp0 (dev->adapter_path, adapter_path) == 0)
+			g_ptr_array_add (gone, g_strdup (dev->id));
+	}
+	for (guint i = 0; i < gone->len; i++) {
+		g_info ("adapter %s powered off: revoking %s", adapter_path,
+			(const char *) gone->pdata[i]);
+		g_signal_emit (self, signals[SIGNAL_REMOVED], 0, gone->pdata[i]);
+	}
+}
+
+static void
+interface_added (BgsDevices *self, GDBusObject *object, GDBusInterface *iface)
+{
+	const char *name = g_dbus_proxy_get_interface_name (G_DBUS_PROXY (iface));
+
+	if (g_strcmp0 (name, DEVICE_IFACE) == 0)
+		device_add (self, G_DBUS_PROXY (iface));
+}
+
+static void
+object_added_cb (GDBusObjectManager *manager, GDBusObject *object, gpointer user_data)
+{
+	BgsDevices *self = user_data;
+	GList *ifaces = g_dbus_object_get_interfaces (object);
+
+	for (GList *l = ifaces; l != NULL; l = l->next)
+		interface_added (self, object, l->data);
+	g_list_free_full (ifaces, g_object_unref);
+}
+
+static void
+interface_added_cb (GDBusObjectManager *manager, GDBusObject *object,
+		    GDBusInterface *iface, gpointer user_data)
+{
+	interface_added (user_data, object, iface);
+}
+
+static void
+interface_removed_cb (GDBusObjectManager *manager, GDBusObject *object,
+		      GDBusInterface *iface, gpointer user_data)
+{
+	BgsDevices *self = user_data;
+	const char *name = g_dbus_proxy_get_interface_name (G_DBUS_PROXY (iface));
+	const char *path = g_dbus_object_get_object_path (object);
+
+	if (g_strcmp0 (name, DEVICE_IFACE) == 0) {
+		device_remove (self, path);
+	} else if (g_strcmp0 (name, ADAPTER_IFACE) == 0) {
+		g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func (g_free);
+		GHashTableIter iter;
+		gpointer value;
+
+		g_hash_table_iter_init (&iter, self->devices);
+		while (g_hash_table_iter_next (&iter, NULL, &value)) {
+			BgsDevice *dev = value;
+			if (g_strcmp0 (dev->adapter_path, path) == 0)
+				g_ptr_array_add (gone, g_strdup (dev->bluez_path));
+		}
+		for (guint i = 0; i < gone->len; i++)
+			device_remove (self, gone->pdata[i]);
+	}
+}
+
+static void
+object_removed_cb (GDBusObjectManager *manager, GDBusObject *object, gpointer user_data)
+{
+	BgsDevices *self = user_data;
+	GList *ifaces = g_dbus_object_get_interfaces (object);
+
+	for (GList *l = ifaces; l != NULL; l = l->next)
+		interface_removed_cb (manager, object, l->data, self);
+	g_list_free_full (ifaces, g_object_unref);
+}
+
+static gboolean
+changed_has (GVariant *changed, const char *key)
+{
+	g_autoptr(GVariant) v = g_variant_lookup_value (changed, key, NULL);
+
+	return v != NULL;
+}
+
+static void
+properties_changed_cb (GDBusObjectManagerClient *manager, GDBusObjectProxy *object,
+		       GDBusProxy *proxy, GVariant *changed, const char *const *invalidated,
+		       gpointer user_data)
+{
+	BgsDevices *self = user_data;
+	const char *iface = g_dbus_proxy_get_interface_name (proxy);
+	const char *path = g_dbus_proxy_get_object_path (proxy);
+
+	if (g_strcmp0 (iface, DEVICE_IFACE) == 0) {
+		BgsDevice *dev = g_hash_table_lookup (self->devices, path);
+		if (dev == NULL) {
+			device_add (self, proxy);
+			return;
+		}
+		device_read_props (self, dev, proxy, FALSE);
+		if (changed_has (changed, "UUIDs") || changed_has (changed, "Modalias") ||
+		    changed_has (changed, "ManufacturerData") || changed_has (changed, "Name") ||
+		    changed_has (changed, "Alias"))
+			device_identify (self, dev, proxy);
+		device_update_presence (self, dev);
+	} else if (g_strcmp0 (iface, ADAPTER_IFACE) == 0) {
+		adapter_changed (self, path);
+	}
+}
+
+static void
+name_owner_cb (GObject *object, GParamSpec *pspec, gpointer user_data)
+{
+	BgsDevices *self = user_data;
+	g_autofree char *owner = g_dbus_object_manager_client_get_name_owner (
+		G_DBUS_OBJECT_MANAGER_CLIENT (object));
+
+	if (owner == NULL) {
+		/* bluetoothd went away: every device is gone with it */
+		g_autoptr(GList) paths = g_hash_table_get_keys (self->devices);
+		g_autoptr(GPtrArray) copy = g_ptr_array_new_with_free_func (g_free);
+
+		g_info ("BlueZ left the bus");
+		for (GList *l = paths; l != NULL; l = l->next)
+			g_ptr_array_add (copy, g_strdup (l->data));
+		for (guint i = 0; i < copy->len; i++)
+			device_remove (self, copy->pdata[i]);
+	} else {
+		g_info ("BlueZ is on the bus as %s", owner);
+	}
+}
+
+static void
+manager_ready_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	g_autoptr(BgsDevices) self = user_data;
+	g_autoptr(GError) error = NULL;
+	GList *objects;
+
+	self->manager = g_dbus_object_manager_client_new_finish (res, &error);
+	if (self->manager == NULL) {
+		g_warning ("cannot follow BlueZ: %s", error->message);
+		return;
+	}
+	g_signal_connect (self->manager, "object-added", G_CALLBACK (object_added_cb), self);
+	g_signal_connect (self->manager, "object-removed", G_CALLBACK (object_removed_cb), self);
+	g_signal_connect (self->manager, "interface-added", G_CALLBACK (interface_added_cb), self);
+	g_signal_connect (self->manager, "interface-removed", G_CALLBACK (interface_removed_cb), self);
+	g_signal_connect (self->manager, "interface-proxy-properties-changed",
+			  G_CALLBACK (properties_changed_cb), self);
+	g_signal_connect (self->manager, "notify::name-owner", G_CALLBACK (name_owner_cb), self);
+	objects = g_dbus_object_manager_get_objects (self->manager);
+	for (GList *l = objects; l != NULL; l = l->next)
+		object_added_cb (self->manager, l->data, self);
+	g_list_free_full (objects, g_object_unref);
+}
+
+void
+bgs_devices_start (BgsDevices *self)
+{
+	/* created on the main context: subscriptions from another thread's
+	 * context silently lose signals (fwupd #10862) */
+	g_dbus_object_manager_client_new (self->bluez_bus,
+					  G_DBUS_OBJECT_MANAGER_CLIENT_FLAGS_NONE,
+					  BLUEZ_NAME, "/", NULL, NULL, NULL, NULL,
+					  manager_ready_cb, g_object_ref (self));
+}
+
+void
+bgs_devices_rematch (BgsDevices *self)
+{
+	GHashTableIter iter;
+	gpointer value;
+
+	g_hash_table_iter_init (&iter, self->devices);
+	while (g_hash_table_iter_next (&iter, NULL, &value)) {
+		BgsDevice *dev = value;
+		g_autoptr(GDBusProxy) proxy = get_proxy (self, dev->bluez_path, DEVICE_IFACE);
+		if (proxy != NULL) {
+			device_identify (self, dev, proxy);
+			device_sync_skeleton (dev);
+		}
+	}
+}
+
+BgsDevice *
+bgs_devices_lookup_id (BgsDevices *self, const char *id)
+{
+	GHashTableIter iter;
+	gpointer value;
+
+	g_hash_table_iter_init (&iter, self->devices);
+	while (g_hash_table_iter_next (&iter, NULL, &value)) {
+		BgsDevice *dev = value;
+		if (g_strcmp0 (dev->id, id) == 0 || g_strcmp0 (dev->object_path, id) == 0)
+			return dev;
+	}
+	return NULL;
+}
+
+BgsDevice *
+bgs_devices_lookup (BgsDevices *self, const char *key)
+{
+	GHashTableIter iter;
+	gpointer value;
+	BgsDevice *best = NULL;
+
+	if (key == NULL || *key == '\0')
+		return NULL;
+	g_hash_table_iter_init (&iter, self->devices);
+	while (g_hash_table_iter_next (&iter, NULL, &value)) {
+		BgsDevice *dev = value;
+		if (g_strcmp0 (dev->id, key) == 0 || g_strcmp0 (dev->object_path, key) == 0)
+			return dev;
+		if (g_ascii_strcasecmp (dev->address, key) == 0 &&
+		    (best == NULL || (!best->present && dev->present)))
+			best = dev;
+	}
+	return best;
+}
+
+GPtrArray *
+bgs_devices_list (BgsDevices *self)
+{
+	GPtrArray *list = g_ptr_array_new ();
+	GHashTableIter iter;
+	gpointer value;
+
+	g_hash_table_iter_init (&iter, self->devices);
+	while (g_hash_table_iter_next (&iter, NULL, &value))
+		g_ptr_array_add (list, value);
+	return list;
+}
+
+const char *bgs_device_get_id (BgsDevice *dev) { return dev->id; }
+const char *bgs_device_get_object_path (BgsDevice *dev) { return dev->object_path; }
+const char *bgs_device_get_bluez_path (BgsDevice *dev) { return dev->bluez_path; }
+const char *bgs_device_get_address (BgsDevice *dev) { return dev->address; }
+const char *bgs_device_get_adapter (BgsDevice *dev) { return dev->adapter; }
+const char *bgs_device_get_name (BgsDevice *dev) { return dev->name; }
+const char *bgs_device_get_model_id (BgsDevice *dev) { return dev->model_id; }
+const char *bgs_device_get_model_name (BgsDevice *dev) { return dev->model_name; }
+const BgsDeviceModel *bgs_device_get_model (BgsDevice *dev) { return dev->model; }
+gboolean bgs_device_is_present (BgsDevice *dev) { return dev->present; }
+gboolean bgs_device_is_connected (BgsDevice *dev) { return dev->connected; }
+
+gboolean
+bgs_device_is_accessible (BgsDevice *dev)
+{
+	return !dev->blocked && adapter_powered (dev->devices, dev->adapter_path);
+}
+
+GVariant *
+bgs_device_to_variant (BgsDevice *dev)
+{
+	GVariantBuilder b;
+
+	g_variant_builder_init (&b, G_VARIANT_TYPE_VARDICT);
+	g_variant_builder_add (&b, "{sv}", "Address", g_variant_new_string (dev->address));
+	g_variant_builder_add (&b, "{sv}", "Name", g_variant_new_string (dev->name != NULL ? dev->name : ""));
+	g_variant_builder_add (&b, "{sv}", "Adapter", g_variant_new_string (dev->adapter));
+	g_variant_builder_add (&b, "{sv}", "Model", g_variant_new_string (dev->model_id));
+	g_variant_builder_add (&b, "{sv}", "ModelName", g_variant_new_string (dev->model_name));
+	g_variant_builder_add (&b, "{sv}", "Present", g_variant_new_boolean (dev->present));
+	g_variant_builder_add (&b, "{sv}", "Connected", g_variant_new_boolean (dev->connected));
+	g_variant_builder_add (&b, "{sv}", "RSSI", g_variant_new_int16 (dev->rssi));
+	g_variant_builder_add (&b, "{sv}", "LastSeen", g_variant_new_uint64 (dev->last_seen));
+	return g_variant_builder_end (&b);
+}
+
+static void
+bgs_devices_finalize (GObject *object)
+{
+	BgsDevices *self = BGS_DEVICES (object);
+
+	g_hash_table_unref (self->devices);
+	g_clear_object (&self->manager);
+	g_object_unref (self->models);
+	g_object_unref (self->bluez_bus);
+	g_object_unref (self->export_bus);
+	g_strfreev (self->adapters);
+	G_OBJECT_CLASS (bgs_devices_parent_class)->finalize (object);
+}
+
+static void
+bgs_devices_class_init (BgsDevicesClass *klass)
+{
+	G_OBJECT_CLASS (klass)->finalize = bgs_devices_finalize;
+	signals[SIGNAL_PRESENCE_CHANGED] = g_signal_new ("presence-changed",
+							 G_TYPE_FROM_CLASS (klass),
+							 G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+							 G_TYPE_NONE, 2, G_TYPE_STRING,
+							 G_TYPE_BOOLEAN);
+	signals[SIGNAL_REMOVED] = g_signal_new ("removed", G_TYPE_FROM_CLASS (klass),
+						G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+						G_TYPE_NONE, 1, G_TYPE_STRING);
+}
+
+static void
+bgs_devices_init (BgsDevices *self)
+{
+	self->devices = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+					       (GDestroyNotify) device_free);
+}
+
+BgsDevices *
+bgs_devices_new (GDBusConnection *bluez_bus, GDBusConnection *export_bus,
+		 BgsModelRegistry *models, const char *const *adapters, gint64 lost_timeout_usec)
+{
+	BgsDevices *self = g_object_new (BGS_TYPE_DEVICES, NULL);
+
+	self->bluez_bus = g_object_ref (bluez_bus);
+	self->export_bus = g_object_ref (export_bus);
+	self->models = g_object_ref (models);
+	self->adapters = g_strdupv ((char **) adapters);
+	self->lost_timeout = lost_timeout_usec > 0 ? lost_timeout_usec : 10 * G_USEC_PER_SEC;
+	return self;
+}

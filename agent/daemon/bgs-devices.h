@@ -1,0 +1,54 @@
+/* bgs-devices.h: Bluetooth devices as the agent knows them.
+ *
+ * Follows BlueZ with a GDBusObjectManagerClient on org.bluez (on the main
+ * context), works out each device's presence and model, and exports one
+ * org.bgsync.Device1 object per device. bgsyncd starts fine without
+ * bluetoothd and picks it up when it appears. */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "bgs-device-model.h"
+
+G_BEGIN_DECLS
+
+#define BGS_TYPE_DEVICES (bgs_devices_get_type ())
+G_DECLARE_FINAL_TYPE (BgsDevices, bgs_devices, BGS, DEVICES, GObject)
+
+typedef struct _BgsDevice BgsDevice;
+
+BgsDevices *bgs_devices_new (GDBusConnection *bluez_bus, GDBusConnection *export_bus,
+			     BgsModelRegistry *models, const char *const *adapters,
+			     gint64 lost_timeout_usec);
+void bgs_devices_start (BgsDevices *self);
+/* re-identifies every device (device metadata reloaded) */
+void bgs_devices_rematch (BgsDevices *self);
+
+/* by address ("AA:BB:..."), agent id or agent object path; prefers a
+ * present device when an address is seen by several adapters */
+BgsDevice *bgs_devices_lookup (BgsDevices *self, const char *key);
+BgsDevice *bgs_devices_lookup_id (BgsDevices *self, const char *id);
+/* element-type BgsDevice, unowned */
+GPtrArray *bgs_devices_list (BgsDevices *self);
+
+const char *bgs_device_get_id (BgsDevice *dev);          /* "hci0_AA_BB_CC_DD_EE_FF" */
+const char *bgs_device_get_object_path (BgsDevice *dev); /* /org/bgsync/device/<id> */
+const char *bgs_device_get_bluez_path (BgsDevice *dev);
+const char *bgs_device_get_address (BgsDevice *dev);
+const char *bgs_device_get_adapter (BgsDevice *dev);
+const char *bgs_device_get_name (BgsDevice *dev);
+const char *bgs_device_get_model_id (BgsDevice *dev);
+const char *bgs_device_get_model_name (BgsDevice *dev);
+/* NULL for an unidentified device (fallback model id) */
+const BgsDeviceModel *bgs_device_get_model (BgsDevice *dev);
+gboolean bgs_device_is_present (BgsDevice *dev);
+gboolean bgs_device_is_connected (BgsDevice *dev);
+/* adapter powered and device not blocked */
+gboolean bgs_device_is_accessible (BgsDevice *dev);
+/* Device1 properties as a{sv} (for GetDevices) */
+GVariant *bgs_device_to_variant (BgsDevice *dev);
+
+/* signals: "presence-changed" (const char *id, gboolean present),
+ *          "removed" (const char *id)  -- device or its adapter went away */
+
+G_END_DECLS
