@@ -27,6 +27,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 	g_autofree char *str = NULL;
 	g_autofree char *fallback = NULL;
 	g_autofree char *uuid = NULL;
+	gpointer copy;
 	const char *uuids[] = { "8d53dc1d-1db7-4cd3-868b-8a527460aa84", NULL, NULL };
 	BgsDeviceFacts facts = { 0 };
 
@@ -45,9 +46,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 	str = g_strndup ((const char *) data, size);
 	uuid = bgs_uuid_normalize (str);
 	uuids[1] = str;
-	mfr = g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE ("a{qv}"),
-							   g_memdup2 (data, size), size, FALSE,
-							   g_free, NULL));
+	copy = g_memdup2 (data, size);
+	mfr = g_variant_ref_sink (g_variant_new_from_data (G_VARIANT_TYPE ("a{qv}"), copy, size,
+							   FALSE, g_free, copy));
 	facts.name = str;
 	facts.modalias = str;
 	facts.uuids = uuids;
