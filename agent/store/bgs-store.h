@@ -105,7 +105,7 @@ BgsEvent *bgs_event_new (gint64 task_id, guint32 uid, const char *app_id,
 void bgs_event_free (BgsEvent *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgsEvent, bgs_event_free)
 
-/* fills ev->seq. the task must be registered with the same uid and app
+/* fills ev->seq; @ev and its data stay the caller's. the task must be registered with the same uid and app
  * (BGS_ERROR_NOT_FOUND / BGS_ERROR_INVALID_ARGS otherwise). keeps at most
  * @max_per_app events per (uid, app_id): the oldest are dropped and counted
  * against their own task. @max_per_app 0 means no bound. */
