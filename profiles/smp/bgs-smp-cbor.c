@@ -142,6 +142,51 @@ check_item (const cbor_item_t *item, guint depth, GError **error)
 	}
 }
 
+typedef struct {
+	gsize len;
+	gboolean too_big;
+} Prescan;
+
+static void
+prescan_array (void *ctx, size_t size)
+{
+	Prescan *p = ctx;
+
+	if (size > p->len)
+		p->too_big = TRUE;
+}
+
+static void
+prescan_map (void *ctx, size_t size)
+{
+	Prescan *p = ctx;
+
+	if (size > p->len / 2)
+		p->too_big = TRUE;
+}
+
+/* libcbor allocates a definite array or map for its declared size before
+ * reading it, so "array of 2^32 items" in 5 bytes would allocate gigabytes:
+ * refuse counts that the input cannot possibly hold (an item is >= 1 byte) */
+static gboolean
+prescan (const guint8 *data, gsize len)
+{
+	struct cbor_callbacks cb = cbor_empty_callbacks;
+	Prescan p = { .len = len };
+	gsize off = 0;
+
+	cb.array_start = prescan_array;
+	cb.map_start = prescan_map;
+	while (off < len && !p.too_big) {
+		struct cbor_decoder_result r = cbor_stream_decode (data + off, len - off, &cb, &p);
+
+		if (r.status != CBOR_DECODER_FINISHED || r.read == 0)
+			break; /* cbor_load reports it */
+		off += r.read;
+	}
+	return !p.too_big;
+}
+
 BgsSmpMap *
 bgs_smp_map_parse (const guint8 *data, gsize len, GError **error)
 {
@@ -151,6 +196,11 @@ bgs_smp_map_parse (const guint8 *data, gsize len, GError **error)
 
 	if (len == 0 || data == NULL) {
 		g_set_error_literal (error, BGS_ERROR, BGS_ERROR_PROTOCOL, "empty CBOR body");
+		return NULL;
+	}
+	if (!prescan (data, len)) {
+		g_set_error_literal (error, BGS_ERROR, BGS_ERROR_PROTOCOL,
+				     "CBOR array or map longer than the body holding it");
 		return NULL;
 	}
 	item = cbor_load (data, len, &res);

@@ -752,3 +752,150 @@ bgs_smp_client_upload_image_finish (BgsSmpClient *client, GAsyncResult *result, 
 {
 	return g_task_propagate_boolean (G_TASK (result), error);
 }
+
+/* file download */
+
+typedef struct {
+	BgsSmpClient *client;
+	char *name;
+	int fd;
+	guint64 off;
+	guint64 total; /* G_MAXUINT64 until the device says */
+	BgsSmpProgressFunc progress;
+	gpointer progress_data;
+} Download;
+
+static void
+download_free (Download *dl)
+{
+	bgs_smp_client_unref (dl->client);
+	g_free (dl->name);
+	g_free (dl);
+}
+
+static void download_next (GTask *task);
+
+static gboolean
+write_at (int fd, guint64 off, const guint8 *data, gsize len, GError **error)
+{
+	while (len > 0) {
+		ssize_t n = pwrite (fd, data, len, (off_t) off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int saved = errno;
+
+			g_set_error (error, BGS_ERROR, BGS_ERROR_IO, "cannot write download: %s",
+				     g_strerror (saved));
+			return FALSE;
+		}
+		data += n;
+		len -= (gsize) n;
+		off += (guint64) n;
+	}
+	return TRUE;
+}
+
+static void
+download_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	g_autoptr(GTask) task = user_data;
+	Download *dl = g_task_get_task_data (task);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsSmpResponse) resp = NULL;
+	g_autoptr(GBytes) data = NULL;
+	guint64 off = 0, total = G_MAXUINT64;
+	gsize n = 0;
+	const guint8 *d;
+
+	resp = bgs_smp_client_call_finish (dl->client, result, &error);
+	if (resp == NULL || !bgs_smp_body_check (resp->body, &error) ||
+	    !bgs_smp_parse_fs_download (resp->body, &off, &data, &total, &error)) {
+		g_prefix_error (&error, "download of %s at offset %" G_GUINT64_FORMAT ": ", dl->name, dl->off);
+		g_task_return_error (task, g_steal_pointer (&error));
+		return;
+	}
+	if (off != dl->off) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
+					 "download of %s: asked for offset %" G_GUINT64_FORMAT ", got %" G_GUINT64_FORMAT,
+					 dl->name, dl->off, off);
+		return;
+	}
+	if (total != G_MAXUINT64)
+		dl->total = total;
+	d = g_bytes_get_data (data, &n);
+	if (dl->total != G_MAXUINT64 && off + n > dl->total) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
+					 "download of %s: data past the file length", dl->name);
+		return;
+	}
+	if (!write_at (dl->fd, off, d, n, &error)) {
+		g_task_return_error (task, g_steal_pointer (&error));
+		return;
+	}
+	dl->off += n;
+	if (dl->progress != NULL)
+		dl->progress (dl->off, dl->total, dl->progress_data);
+	if (dl->off == dl->total || n == 0) {
+		/* resumed mid-file, the device only says "len" at offset 0:
+		 * an empty chunk marks the end */
+		if (dl->total == G_MAXUINT64)
+			dl->total = dl->off;
+		if (dl->off != dl->total) {
+			g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
+						 "download of %s: file ended early", dl->name);
+			return;
+		}
+		g_task_return_boolean (task, TRUE);
+		return;
+	}
+	download_next (g_steal_pointer (&task));
+}
+
+static void
+download_next (GTask *task)
+{
+	Download *dl = g_task_get_task_data (task);
+	g_autoptr(GBytes) body = NULL;
+
+	body = bgs_smp_build_fs_download (dl->name, dl->off);
+	bgs_smp_client_call_async (dl->client, BGS_SMP_OP_READ, BGS_SMP_GROUP_FS, BGS_SMP_FS_FILE,
+				   body, g_task_get_cancellable (task), download_cb, task);
+}
+
+void
+bgs_smp_client_download_file_async (BgsSmpClient *client, const char *name, int fd,
+				    guint64 start_off, BgsSmpProgressFunc progress,
+				    gpointer progress_data, GCancellable *cancellable,
+				    GAsyncReadyCallback callback, gpointer user_data)
+{
+	GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+	Download *dl = g_new0 (Download, 1);
+
+	g_task_set_source_tag (task, bgs_smp_client_download_file_async);
+	g_task_set_check_cancellable (task, FALSE);
+	dl->client = bgs_smp_client_ref (client);
+	dl->name = g_strdup (name);
+	dl->fd = fd;
+	dl->off = start_off;
+	dl->total = G_MAXUINT64;
+	dl->progress = progress;
+	dl->progress_data = progress_data;
+	g_task_set_task_data (task, dl, (GDestroyNotify) download_free);
+	download_next (task);
+}
+
+gboolean
+bgs_smp_client_download_file_finish (BgsSmpClient *client, GAsyncResult *result, guint64 *total,
+				     GError **error)
+{
+	GTask *task = G_TASK (result);
+	Download *dl = g_task_get_task_data (task);
+
+	if (!g_task_propagate_boolean (task, error))
+		return FALSE;
+	if (total != NULL)
+		*total = dl->total;
+	return TRUE;
+}

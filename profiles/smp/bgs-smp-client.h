@@ -98,6 +98,16 @@ void bgs_smp_client_upload_image_async (BgsSmpClient *client, GBytes *image, gui
 gboolean bgs_smp_client_upload_image_finish (BgsSmpClient *client, GAsyncResult *result,
 					     GError **error);
 
+/* file download (group 8 command 0) of @name into @fd (written with
+ * pwrite at the file's offsets, fd not taken) from @start_off, so a partial
+ * file resumes; finishes with the file's length */
+void bgs_smp_client_download_file_async (BgsSmpClient *client, const char *name, int fd,
+					 guint64 start_off, BgsSmpProgressFunc progress,
+					 gpointer progress_data, GCancellable *cancellable,
+					 GAsyncReadyCallback callback, gpointer user_data);
+gboolean bgs_smp_client_download_file_finish (BgsSmpClient *client, GAsyncResult *result,
+					      guint64 *total, GError **error);
+
 /* the data bytes a chunk of an upload request can carry for @max_frame */
 gsize bgs_smp_upload_chunk_size (gsize max_frame, const char *name, guint64 off,
 				 guint64 total);

@@ -318,6 +318,14 @@ test_cbor_reject (void **state)
 	expect_parse_error (dup_key, sizeof (dup_key), "twice");
 	expect_parse_error (tagged, sizeof (tagged), "tags");
 	expect_parse_error (NULL, 0, "empty");
+	/* found by the fuzzer: a 2^31-element array in 5 bytes */
+	{
+		const guint8 huge_array[] = { 0xa1, 0x61, 'a', 0x9a, 0x89, 0x9a, 0x8d, 0x73, 0x00 };
+		const guint8 huge_map[] = { 0xa1, 0x61, 'a', 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x00 };
+
+		expect_parse_error (huge_array, sizeof (huge_array), "longer than the body");
+		expect_parse_error (huge_map, sizeof (huge_map), "longer than the body");
+	}
 	/* {"a": [[[[[[[[[[ 0 ]]]]]]]]]]} */
 	deep[n++] = 0xa1;
 	deep[n++] = 0x61;

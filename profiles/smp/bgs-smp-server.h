@@ -1,0 +1,66 @@
+/* bgs-smp-server.h: the device side of SMP, for bgsync-wearable and tests
+ *
+ * OS echo/reset, image state/upload/test/confirm over a flash store of two
+ * slot files with MCUboot-like swap semantics, and file system
+ * download/upload/hash over a directory. State directory layout:
+ *   slot0.bin   primary slot: the running image
+ *   slot1.bin   secondary slot: where uploads go
+ *   boot.ini    swap state: pending (none|test|permanent), testing (bool)
+ *   files/      what the fs group serves ("/a/b" is files/a/b)
+ * The upload offset lives in memory only, as on Zephyr: a reconnect resumes
+ * (same "sha"), a reset starts over. */
+#pragma once
+
+#include <glib.h>
+
+#include "bgs-clock.h"
+#include "bgs-smp-image.h"
+
+G_BEGIN_DECLS
+
+typedef struct _BgsSmpServer BgsSmpServer;
+
+/* one notification of at most MTU - 3 bytes */
+typedef gboolean (*BgsSmpServerSendFunc) (const guint8 *data, gsize len, gpointer user_data,
+					  GError **error);
+/* "reset" was answered: the device should drop off the air now */
+typedef void (*BgsSmpServerResetFunc) (BgsSmpServer *server, gpointer user_data);
+
+typedef struct {
+	gboolean reject_images;   /* refuse every upload at offset 0 */
+	gboolean no_confirm_revert; /* keep an unconfirmed test image on the next reset */
+	gboolean revert_on_test;  /* the test image "fails to boot": reverted at once */
+	guint64 stall_after;      /* stop answering after this many upload bytes (0: never) */
+	gint64 erase_usec;        /* slot erase time: MGMT_ERR_EBUSY until it is over */
+	gsize max_frame;          /* largest response frame (default 512) */
+} BgsSmpServerOptions;
+
+BgsSmpServer *bgs_smp_server_new (BgsClock *clock, const char *state_dir,
+				  const BgsSmpServerOptions *options, GError **error);
+void bgs_smp_server_free (BgsSmpServer *server);
+
+void bgs_smp_server_set_transport (BgsSmpServer *server, guint mtu, BgsSmpServerSendFunc send,
+				   gpointer user_data);
+/* reads requests from @read_fd, writes notifications to @write_fd (may be
+ * the same fd); takes both */
+gboolean bgs_smp_server_attach_fds (BgsSmpServer *server, int read_fd, int write_fd,
+				    guint mtu, GError **error);
+void bgs_smp_server_detach (BgsSmpServer *server);
+void bgs_smp_server_set_reset_func (BgsSmpServer *server, BgsSmpServerResetFunc func,
+				    gpointer user_data);
+
+/* one written value (any slice of the request stream) */
+void bgs_smp_server_receive (BgsSmpServer *server, const guint8 *data, gsize len);
+
+/* what MCUboot does at power-on: swap a pending image in, or revert an
+ * unconfirmed test image; forgets any partial upload */
+gboolean bgs_smp_server_boot (BgsSmpServer *server, GError **error);
+
+/* the running image (slot 0); FALSE when the slot holds no valid image */
+gboolean bgs_smp_server_get_running (BgsSmpServer *server, BgsSmpImageInfo *info);
+/* bytes of image data accepted so far (for --stall-after) */
+guint64 bgs_smp_server_get_upload_bytes (BgsSmpServer *server);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgsSmpServer, bgs_smp_server_free)
+
+G_END_DECLS
