@@ -1,0 +1,635 @@
+/* test-smp-server.c: the SMP client against the SMP server over a
+ * SOCK_SEQPACKET socketpair (each write is one ATT packet, as with BlueZ's
+ * AcquireWrite/AcquireNotify fds): full 400 KiB image uploads at MTU 247
+ * and 23, test + reset + confirm, revert, resume after a lost link, device
+ * rejecting images, busy erase, and file download/upload/hash.
+ *
+ * Commands per Zephyr doc/services/device_mgmt/smp_groups/smp_group_1.rst
+ * (state, upload) and smp_group_8.rst (file download/upload/hash). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+
+#include "bgs-error.h"
+#include "bgs-smp-client.h"
+#include "bgs-smp-server.h"
+#include "smp-test-image.h"
+
+#define WAIT_LIMIT_USEC (60 * G_USEC_PER_SEC)
+
+typedef struct {
+	char *dir;
+	BgsClock *clock;
+	BgsSmpServer *server;
+	BgsSmpClient *client;
+	BgsSmpServerOptions opt;
+	gboolean done;
+	gboolean ok;
+	GError *error;
+	BgsSmpResponse *resp;
+	guint resets;
+	guint64 last_progress;
+	guint progress_calls;
+} Fx;
+
+static void
+rm_rf (const char *path)
+{
+	g_autoptr(GDir) d = g_dir_open (path, 0, NULL);
+	const char *name;
+
+	if (d != NULL) {
+		while ((name = g_dir_read_name (d)) != NULL) {
+			g_autofree char *child = g_build_filename (path, name, NULL);
+
+			rm_rf (child);
+		}
+	}
+	g_remove (path);
+}
+
+static void
+on_reset (BgsSmpServer *server, gpointer user_data)
+{
+	Fx *f = user_data;
+
+	f->resets++;
+}
+
+static void
+connect_pair (Fx *f, guint mtu)
+{
+	int sv[2];
+	g_autoptr(GError) error = NULL;
+
+	assert_int_equal (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_true (bgs_smp_client_attach_fds (f->client, sv[0], sv[0], mtu, &error));
+	assert_true (bgs_smp_server_attach_fds (f->server, sv[1], sv[1], mtu, &error));
+}
+
+static void
+start_server (Fx *f)
+{
+	g_autoptr(GError) error = NULL;
+
+	f->server = bgs_smp_server_new (f->clock, f->dir, &f->opt, &error);
+	assert_non_null (f->server);
+	bgs_smp_server_set_reset_func (f->server, on_reset, f);
+	assert_true (bgs_smp_server_boot (f->server, &error));
+}
+
+static void
+install_running (Fx *f, guint8 major, guint8 minor)
+{
+	g_autoptr(GByteArray) img = smp_test_image_new (major, minor, 0, 0, 5000, 42, FALSE, NULL);
+	g_autofree char *slot0 = g_build_filename (f->dir, "slot0.bin", NULL);
+
+	assert_true (g_file_set_contents (slot0, (const char *) img->data, img->len, NULL));
+}
+
+static int
+setup (void **state)
+{
+	Fx *f = g_new0 (Fx, 1);
+
+	f->dir = g_dir_make_tmp ("smp-server-XXXXXX", NULL);
+	f->clock = bgs_clock_new_real ();
+	f->client = bgs_smp_client_new (f->clock, BGS_SMP_V2);
+	bgs_smp_client_set_max_frame (f->client, 512);
+	install_running (f, 1, 0);
+	*state = f;
+	return 0;
+}
+
+static void
+clear_result (Fx *f)
+{
+	f->done = FALSE;
+	f->ok = FALSE;
+	g_clear_error (&f->error);
+	g_clear_pointer (&f->resp, bgs_smp_response_free);
+}
+
+static int
+teardown (void **state)
+{
+	Fx *f = *state;
+
+	bgs_smp_client_unref (f->client);
+	bgs_smp_server_free (f->server);
+	while (g_main_context_iteration (NULL, FALSE))
+		;
+	clear_result (f);
+	bgs_clock_unref (f->clock);
+	rm_rf (f->dir);
+	g_free (f->dir);
+	g_free (f);
+	return 0;
+}
+
+static gboolean
+on_limit (gpointer user_data)
+{
+	gboolean *hit = user_data;
+
+	*hit = TRUE;
+	return G_SOURCE_REMOVE;
+}
+
+/* runs the main loop until the operation completes, bounded */
+static void
+wait_done (Fx *f)
+{
+	gboolean hit = FALSE;
+	guint id = g_timeout_add_seconds (WAIT_LIMIT_USEC / G_USEC_PER_SEC, on_limit, &hit);
+
+	while (!f->done && !hit)
+		g_main_context_iteration (NULL, TRUE);
+	if (!hit)
+		g_source_remove (id);
+	assert_true (f->done);
+}
+
+static void
+call_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fx *f = user_data;
+
+	f->resp = bgs_smp_client_call_finish (f->client, result, &f->error);
+	f->done = TRUE;
+}
+
+static BgsSmpResponse *
+call (Fx *f, guint8 op, guint16 group, guint8 id, GBytes *body)
+{
+	clear_result (f);
+	bgs_smp_client_call_async (f->client, op, group, id, body, NULL, call_cb, f);
+	wait_done (f);
+	if (f->error != NULL)
+		print_error ("call failed: %s\n", f->error->message);
+	assert_null (f->error);
+	return g_steal_pointer (&f->resp);
+}
+
+static GArray *
+read_state (Fx *f)
+{
+	g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_READ, BGS_SMP_GROUP_IMAGE, BGS_SMP_IMAGE_STATE, NULL);
+	g_autoptr(GError) error = NULL;
+	GArray *slots;
+
+	assert_true (bgs_smp_body_check (r->body, &error));
+	slots = bgs_smp_parse_image_state (r->body, &error);
+	assert_non_null (slots);
+	return slots;
+}
+
+static void
+upload_progress (guint64 done, guint64 total, gpointer user_data)
+{
+	Fx *f = user_data;
+
+	assert_true (done >= f->last_progress || done == 0);
+	f->last_progress = done;
+	f->progress_calls++;
+}
+
+static void
+upload_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fx *f = user_data;
+
+	f->ok = bgs_smp_client_upload_image_finish (f->client, result, &f->error);
+	f->done = TRUE;
+}
+
+static void
+upload (Fx *f, GByteArray *img, GCancellable *cancellable)
+{
+	g_autoptr(GBytes) bytes = g_bytes_new (img->data, img->len);
+
+	clear_result (f);
+	f->last_progress = 0;
+	f->progress_calls = 0;
+	bgs_smp_client_upload_image_async (f->client, bytes, 0, FALSE, upload_progress, f,
+					   cancellable, upload_cb, f);
+	wait_done (f);
+}
+
+static void
+set_state (Fx *f, const guint8 *hash, gboolean confirm, GError **error)
+{
+	g_autoptr(GBytes) body = bgs_smp_build_image_state_set (hash, confirm);
+	g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE,
+					    BGS_SMP_IMAGE_STATE, body);
+
+	bgs_smp_body_check (r->body, error);
+}
+
+static void
+reset_and_boot (Fx *f, guint mtu)
+{
+	g_autoptr(GBytes) body = bgs_smp_build_reset (FALSE);
+	g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_OS, BGS_SMP_OS_RESET, body);
+	g_autoptr(GError) error = NULL;
+	guint before = f->resets;
+
+	assert_true (bgs_smp_body_check (r->body, NULL));
+	/* the device goes down after answering */
+	for (guint i = 0; i < 100 && f->resets == before; i++)
+		g_main_context_iteration (NULL, FALSE);
+	assert_int_equal (f->resets, before + 1);
+	bgs_smp_client_detach (f->client);
+	bgs_smp_server_detach (f->server);
+	assert_true (bgs_smp_server_boot (f->server, &error));
+	connect_pair (f, mtu);
+}
+
+/* the whole firmware update flow for a 400 KiB image */
+static void
+full_update (void **state, guint mtu)
+{
+	Fx *f = *state;
+	guint8 hash[32];
+	g_autoptr(GByteArray) img = smp_test_image_new (1, 1, 0, 0, 400 * 1024 - 72, 7, FALSE, hash);
+	g_autoptr(GArray) s1 = NULL;
+	g_autoptr(GArray) s2 = NULL;
+	g_autoptr(GArray) s3 = NULL;
+	g_autoptr(GError) error = NULL;
+	BgsSmpImageInfo run;
+	g_autofree char *slot1 = g_build_filename (f->dir, "slot1.bin", NULL);
+	g_autofree char *written = NULL;
+	gsize written_len = 0;
+	BgsSmpClientStats st;
+
+	assert_int_equal (img->len, 400 * 1024);
+	start_server (f);
+	connect_pair (f, mtu);
+	upload (f, img, NULL);
+	if (f->error != NULL)
+		print_error ("upload: %s\n", f->error->message);
+	assert_true (f->ok);
+	assert_int_equal (f->last_progress, img->len);
+	assert_true (f->progress_calls > 800);
+	bgs_smp_client_get_stats (f->client, &st);
+	/* fragmented to MTU - 3 */
+	assert_true (st.packets_sent * (mtu - 3) >= st.bytes_sent);
+	assert_true (st.bytes_sent > img->len);
+	assert_true (g_file_get_contents (slot1, &written, &written_len, NULL));
+	assert_int_equal (written_len, img->len);
+	assert_memory_equal (written, img->data, img->len);
+
+	/* state: slot 1 holds the new image, not pending */
+	s1 = read_state (f);
+	assert_int_equal (s1->len, 2);
+	assert_memory_equal (g_array_index (s1, BgsSmpImageSlot, 1).hash, hash, 32);
+	assert_false (g_array_index (s1, BgsSmpImageSlot, 1).pending);
+
+	/* test, reset: runs 1.1.0 unconfirmed */
+	set_state (f, hash, FALSE, &error);
+	assert_null (error);
+	reset_and_boot (f, mtu);
+	s2 = read_state (f);
+	assert_string_equal (g_array_index (s2, BgsSmpImageSlot, 0).version, "1.1.0");
+	assert_true (g_array_index (s2, BgsSmpImageSlot, 0).active);
+	assert_false (g_array_index (s2, BgsSmpImageSlot, 0).confirmed);
+
+	/* confirm, reset: stays */
+	set_state (f, NULL, TRUE, &error);
+	assert_null (error);
+	reset_and_boot (f, mtu);
+	s3 = read_state (f);
+	assert_string_equal (g_array_index (s3, BgsSmpImageSlot, 0).version, "1.1.0");
+	assert_true (g_array_index (s3, BgsSmpImageSlot, 0).confirmed);
+	assert_true (bgs_smp_server_get_running (f->server, &run));
+	assert_memory_equal (run.hash, hash, 32);
+}
+
+static void
+test_update_mtu247 (void **state)
+{
+	full_update (state, 247);
+}
+
+static void
+test_update_mtu23 (void **state)
+{
+	full_update (state, 23);
+}
+
+/* not confirmed: the next reset goes back to the old image */
+static void
+test_revert (void **state)
+{
+	Fx *f = *state;
+	guint8 hash[32];
+	g_autoptr(GByteArray) img = smp_test_image_new (2, 0, 0, 0, 20000, 3, FALSE, hash);
+	g_autoptr(GArray) s = NULL;
+	g_autoptr(GArray) s2 = NULL;
+	g_autoptr(GError) error = NULL;
+
+	start_server (f);
+	connect_pair (f, 247);
+	upload (f, img, NULL);
+	assert_true (f->ok);
+	set_state (f, hash, FALSE, &error);
+	assert_null (error);
+	reset_and_boot (f, 247);
+	s = read_state (f);
+	assert_string_equal (g_array_index (s, BgsSmpImageSlot, 0).version, "2.0.0");
+	reset_and_boot (f, 247);
+	s2 = read_state (f);
+	assert_string_equal (g_array_index (s2, BgsSmpImageSlot, 0).version, "1.0.0");
+	assert_true (g_array_index (s2, BgsSmpImageSlot, 0).confirmed);
+}
+
+/* the --revert-on-test device comes straight back with the old image */
+static void
+test_revert_on_test (void **state)
+{
+	Fx *f = *state;
+	guint8 hash[32];
+	g_autoptr(GByteArray) img = smp_test_image_new (2, 0, 0, 0, 20000, 3, FALSE, hash);
+	g_autoptr(GArray) s = NULL;
+	g_autoptr(GError) error = NULL;
+
+	f->opt.revert_on_test = TRUE;
+	start_server (f);
+	connect_pair (f, 247);
+	upload (f, img, NULL);
+	assert_true (f->ok);
+	set_state (f, hash, FALSE, &error);
+	reset_and_boot (f, 247);
+	s = read_state (f);
+	assert_string_equal (g_array_index (s, BgsSmpImageSlot, 0).version, "1.0.0");
+}
+
+static void
+cancel_after (guint64 done, guint64 total, gpointer user_data)
+{
+	GCancellable *c = user_data;
+
+	if (done >= total / 2)
+		g_cancellable_cancel (c);
+}
+
+static void
+resume_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	upload_cb (source, result, user_data);
+}
+
+/* link lost mid-upload: the next upload of the same image resumes at the
+ * device's offset instead of starting over */
+static void
+test_resume (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GByteArray) img = smp_test_image_new (1, 2, 0, 0, 100000, 5, FALSE, NULL);
+	g_autoptr(GBytes) bytes = g_bytes_new (img->data, img->len);
+	g_autoptr(GCancellable) c = g_cancellable_new ();
+	guint64 done_at_cut;
+	BgsSmpClientStats before, after;
+
+	start_server (f);
+	connect_pair (f, 247);
+	clear_result (f);
+	bgs_smp_client_upload_image_async (f->client, bytes, 0, FALSE, cancel_after, c, c,
+					   resume_cb, f);
+	wait_done (f);
+	assert_false (f->ok);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_CANCELED));
+	done_at_cut = bgs_smp_server_get_upload_bytes (f->server);
+	assert_true (done_at_cut >= img->len / 2 && done_at_cut < img->len);
+
+	/* link drops and comes back */
+	bgs_smp_client_detach (f->client);
+	bgs_smp_server_detach (f->server);
+	connect_pair (f, 247);
+	bgs_smp_client_get_stats (f->client, &before);
+	upload (f, img, NULL);
+	assert_true (f->ok);
+	bgs_smp_client_get_stats (f->client, &after);
+	/* only the rest went over the air (plus the first chunk, which the
+	 * device answers with its offset) */
+	assert_true (after.bytes_sent - before.bytes_sent < (img->len - done_at_cut) * 11 / 10 + 1024);
+	assert_true (after.bytes_sent - before.bytes_sent < img->len * 6 / 10);
+	assert_int_equal (bgs_smp_server_get_upload_bytes (f->server), img->len);
+}
+
+static void
+test_reject (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GByteArray) img = smp_test_image_new (1, 2, 0, 0, 1000, 5, FALSE, NULL);
+
+	f->opt.reject_images = TRUE;
+	start_server (f);
+	connect_pair (f, 247);
+	upload (f, img, NULL);
+	assert_false (f->ok);
+	assert_non_null (strstr (f->error->message, "IMG_MGMT_RET_RC_UNKNOWN"));
+}
+
+/* a slow erase answers MGMT_ERR_EBUSY; the client keeps asking */
+static void
+test_busy_erase (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GByteArray) img = smp_test_image_new (1, 2, 0, 0, 3000, 5, FALSE, NULL);
+	BgsSmpClientStats st;
+
+	f->opt.erase_usec = 300 * 1000;
+	bgs_smp_client_set_timeout (f->client, 100 * 1000, 1);
+	bgs_smp_client_set_busy (f->client, 50 * 1000, 5 * G_USEC_PER_SEC);
+	start_server (f);
+	connect_pair (f, 247);
+	upload (f, img, NULL);
+	assert_true (f->ok);
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_true (st.busy_retries >= 2);
+	assert_int_equal (st.timeouts, 0);
+}
+
+/* a stalled device times out cleanly */
+static void
+test_stall (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GByteArray) img = smp_test_image_new (1, 2, 0, 0, 20000, 5, FALSE, NULL);
+
+	f->opt.stall_after = 5000;
+	bgs_smp_client_set_timeout (f->client, 100 * 1000, 1);
+	start_server (f);
+	connect_pair (f, 247);
+	upload (f, img, NULL);
+	assert_false (f->ok);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_TIMED_OUT));
+}
+
+static void
+download_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fx *f = user_data;
+	guint64 total = 0;
+
+	f->ok = bgs_smp_client_download_file_finish (f->client, result, &total, &f->error);
+	f->last_progress = total;
+	f->done = TRUE;
+}
+
+static void
+test_fs (void **state)
+{
+	Fx *f = *state;
+	g_autofree char *files = g_build_filename (f->dir, "files", "logs", NULL);
+	g_autofree char *src = g_build_filename (files, "day1.bin", NULL);
+	g_autofree char *out = g_build_filename (f->dir, "out.bin", NULL);
+	g_autoptr(GByteArray) data = g_byte_array_new ();
+	g_autofree char *got = NULL;
+	gsize got_len = 0;
+	int fd;
+
+	for (guint i = 0; i < 30000; i++) {
+		guint8 b = (guint8) (i * 7 + (i >> 9));
+
+		g_byte_array_append (data, &b, 1);
+	}
+	g_mkdir_with_parents (files, 0700);
+	assert_true (g_file_set_contents (src, (const char *) data->data, data->len, NULL));
+	start_server (f);
+	connect_pair (f, 23);
+
+	/* whole file */
+	fd = g_open (out, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	clear_result (f);
+	bgs_smp_client_download_file_async (f->client, "/logs/day1.bin", fd, 0, NULL, NULL, NULL,
+					    download_cb, f);
+	wait_done (f);
+	assert_true (f->ok);
+	assert_int_equal (f->last_progress, data->len);
+	assert_true (g_file_get_contents (out, &got, &got_len, NULL));
+	assert_int_equal (got_len, data->len);
+	assert_memory_equal (got, data->data, data->len);
+	g_clear_pointer (&got, g_free);
+
+	/* resume from the middle of a partial copy */
+	assert_int_equal (ftruncate (fd, 12345), 0);
+	clear_result (f);
+	bgs_smp_client_download_file_async (f->client, "/logs/day1.bin", fd, 12345, NULL, NULL, NULL,
+					    download_cb, f);
+	wait_done (f);
+	assert_true (f->ok);
+	assert_int_equal (f->last_progress, data->len);
+	close (fd);
+	assert_true (g_file_get_contents (out, &got, &got_len, NULL));
+	assert_int_equal (got_len, data->len);
+	assert_memory_equal (got, data->data, data->len);
+
+	/* missing file: FS_MGMT_ERR_FILE_NOT_FOUND, BGS_ERROR_NOT_FOUND */
+	fd = g_open (out, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	clear_result (f);
+	bgs_smp_client_download_file_async (f->client, "/logs/none", fd, 0, NULL, NULL, NULL,
+					    download_cb, f);
+	wait_done (f);
+	close (fd);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_NOT_FOUND));
+
+	/* escaping the root is refused */
+	{
+		g_autoptr(GBytes) body = bgs_smp_build_fs_download ("/../slot0.bin", 0);
+		g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_READ, BGS_SMP_GROUP_FS, BGS_SMP_FS_FILE, body);
+		g_autoptr(GError) error = NULL;
+
+		assert_false (bgs_smp_body_check (r->body, &error));
+		assert_non_null (strstr (error->message, "FS_MGMT_ERR_FILE_INVALID_NAME"));
+	}
+
+	/* hash */
+	{
+		g_autoptr(GBytes) body = bgs_smp_build_fs_hash ("/logs/day1.bin", "sha256", 0, 0);
+		g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_READ, BGS_SMP_GROUP_FS, BGS_SMP_FS_HASH, body);
+		g_autofree char *type = NULL;
+		g_autoptr(GBytes) output = NULL;
+		guint64 len = 0;
+		g_autofree char *want = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data->data, data->len);
+
+		assert_true (bgs_smp_parse_fs_hash (r->body, &type, &len, &output, NULL));
+		assert_string_equal (type, "sha256");
+		assert_int_equal (len, data->len);
+		assert_int_equal (g_bytes_get_size (output), 32);
+		{
+			GString *s = g_string_new (NULL);
+
+			for (guint i = 0; i < 32; i++)
+				g_string_append_printf (s, "%02x", ((const guint8 *) g_bytes_get_data (output, NULL))[i]);
+			assert_string_equal (s->str, want);
+			g_string_free (s, TRUE);
+		}
+	}
+
+	/* upload a file, then read it back */
+	{
+		const char text[] = "settings=1\n";
+		g_autoptr(GBytes) body = bgs_smp_build_fs_upload ("/cfg/settings.txt", 0, (const guint8 *) text,
+								  sizeof (text) - 1, sizeof (text) - 1);
+		g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_FS, BGS_SMP_FS_FILE, body);
+		g_autofree char *path = g_build_filename (f->dir, "files", "cfg", "settings.txt", NULL);
+		g_autofree char *back = NULL;
+		guint64 off = 0;
+
+		assert_true (bgs_smp_parse_fs_upload (r->body, &off, NULL));
+		assert_int_equal (off, sizeof (text) - 1);
+		assert_true (g_file_get_contents (path, &back, NULL, NULL));
+		assert_string_equal (back, text);
+	}
+}
+
+static void
+test_echo_v1_and_unknown (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GBytes) body = bgs_smp_build_echo ("ping");
+	g_autoptr(BgsSmpResponse) r = NULL;
+	g_autoptr(BgsSmpResponse) r2 = NULL;
+	g_autofree char *text = NULL;
+	g_autoptr(GError) error = NULL;
+
+	bgs_smp_client_unref (f->client);
+	f->client = bgs_smp_client_new (f->clock, BGS_SMP_V1);
+	start_server (f);
+	connect_pair (f, 23);
+	r = call (f, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_OS, BGS_SMP_OS_ECHO, body);
+	assert_int_equal (r->hdr.version, BGS_SMP_V1);
+	assert_true (bgs_smp_parse_echo (r->body, &text, NULL));
+	assert_string_equal (text, "ping");
+	r2 = call (f, BGS_SMP_OP_READ, 63, 0, NULL);
+	assert_false (bgs_smp_body_check (r2->body, &error));
+	assert_true (g_error_matches (error, BGS_ERROR, BGS_ERROR_NOT_SUPPORTED));
+}
+
+int
+main (void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown (test_update_mtu247, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_update_mtu23, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_revert, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_revert_on_test, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_reject, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_busy_erase, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_stall, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_fs, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_echo_v1_and_unknown, setup, teardown),
+	};
+
+	return cmocka_run_group_tests (tests, NULL, NULL);
+}
