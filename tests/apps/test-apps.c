@@ -343,8 +343,22 @@ test_registry_layers (void **state)
 	g_unlink (p);
 	assert_int_equal (mkfifo (p, 0600), 0);
 
+	{
+		g_autoptr(GString) big = g_string_new ("[App]\nId=org.example.Big\nExecutable=/k\n");
+		while (big->len <= 64 * 1024)
+			g_string_append (big, "# padding padding padding padding padding\n");
+		g_free (write_file (f->dir1, "k-big.conf", big->str));
+	}
+	g_free (write_file (f->dir1, "l-latin1.conf", "[App]\nId=org.example.L\nName=M\xfcller\nExecutable=/l\n"));
+
 	g_string_truncate (warnings, 0);
 	reg = bgs_app_registry_new (dirs_of (f), FALSE);
+
+	/* oversize and non-UTF-8 files are skipped, named in the warning */
+	assert_null (bgs_app_registry_lookup (reg, "org.example.Big"));
+	assert_true (warned ("k-big.conf: skipped:"));
+	assert_null (bgs_app_registry_lookup (reg, "org.example.L"));
+	assert_true (warned ("l-latin1.conf: not valid UTF-8"));
 
 	/* the later directory's file of the same name wins */
 	m = bgs_app_registry_lookup (reg, "org.example.Over");
