@@ -10,7 +10,8 @@
 #define MAX_ADVERTS 5
 
 typedef struct {
-	SimAdapter *adapter;
+	Sim *sim;
+	SimAdapter *adapter;	/* check it is still in sim->adapters first */
 	GDBusMethodInvocation *inv;
 	gchar *owner;
 	gchar *path;
@@ -239,7 +240,7 @@ app_objects_cb (GObject *source, GAsyncResult *res, gpointer data)
 		pending_free (p);
 		return;
 	}
-	if (!adapter->sim->bluez_up || g_ptr_array_find (adapter->sim->adapters, adapter, NULL) == FALSE) {
+	if (!g_ptr_array_find (p->sim->adapters, adapter, NULL) || !p->sim->bluez_up) {
 		sim_return_error (p->inv, "Failed", "Adapter gone");
 		pending_free (p);
 		return;
@@ -305,6 +306,7 @@ gatt_manager_method (SimIface *iface, const gchar *sender, const gchar *method,
 			return;
 		}
 		p = g_new0 (SimPendingReg, 1);
+		p->sim = adapter->sim;
 		p->adapter = adapter;
 		p->inv = g_object_ref (inv);
 		p->owner = g_strdup (sender);
@@ -415,7 +417,7 @@ advert_props_cb (GObject *source, GAsyncResult *res, gpointer data)
 		pending_free (p);
 		return;
 	}
-	if (!adapter->powered || g_ptr_array_find (adapter->sim->adapters, adapter, NULL) == FALSE) {
+	if (!g_ptr_array_find (p->sim->adapters, adapter, NULL) || !adapter->powered) {
 		sim_return_error (p->inv, "NotReady", "Resource Not Ready");
 		pending_free (p);
 		return;
@@ -479,6 +481,7 @@ adv_manager_method (SimIface *iface, const gchar *sender, const gchar *method,
 			return;
 		}
 		p = g_new0 (SimPendingReg, 1);
+		p->sim = adapter->sim;
 		p->adapter = adapter;
 		p->inv = g_object_ref (inv);
 		p->owner = g_strdup (sender);

@@ -263,7 +263,7 @@ sim_device_ensure (SimAdapter *adapter, const gchar *address)
 	dev->path = device_path (adapter, dev->address);
 	dev->gatt_objs = g_ptr_array_new ();
 	dev->rchrcs = g_ptr_array_new ();
-	dev->pending = g_ptr_array_new ();
+	dev->pending = g_ptr_array_new_with_free_func (g_object_unref);
 	dev->obj = sim_object_new (adapter->sim->bus, dev->path, TRUE);
 	dev->iface = sim_object_add_iface (dev->obj, "org.bluez.Device1",
 					   device_method, device_set_prop, dev);
@@ -923,6 +923,8 @@ adapter_unpublish (SimAdapter *adapter)
 	gpointer v;
 
 	adapter_set_powered (adapter, FALSE);
+	sim_peripheral_drop_apps (adapter);
+	sim_monitor_drop_all (adapter);
 	g_hash_table_iter_init (&it, adapter->devices);
 	while (g_hash_table_iter_next (&it, NULL, &v))
 		g_ptr_array_add (devs, v);
@@ -1092,7 +1094,7 @@ device_reply_pending (SimDevice *dev, const gchar *error_name, const gchar *msg)
 {
 	g_autoptr(GPtrArray) pending = dev->pending;
 
-	dev->pending = g_ptr_array_new ();
+	dev->pending = g_ptr_array_new_with_free_func (g_object_unref);
 	g_clear_handle_id (&dev->connect_id, g_source_remove);
 	for (guint i = 0; i < pending->len; i++) {
 		GDBusMethodInvocation *inv = g_ptr_array_index (pending, i);
@@ -1217,8 +1219,9 @@ device_method (SimIface *iface, const gchar *sender, const gchar *method,
 		for (guint i = 0; i < dev->pending->len; i++) {
 			GDBusMethodInvocation *p = dev->pending->pdata[i];
 			if (g_strcmp0 (g_dbus_method_invocation_get_method_name (p), "Pair") == 0) {
-				g_ptr_array_remove_index (dev->pending, i);
+				g_ptr_array_steal_index (dev->pending, i);
 				sim_return_error (p, "AuthenticationCanceled", "Authentication Canceled");
+				g_object_unref (p);
 				any = TRUE;
 				break;
 			}
@@ -1408,6 +1411,8 @@ sim_restart_bluez (Sim *sim)
 		gpointer v;
 
 		adapter_set_powered (a, FALSE);
+		sim_peripheral_drop_apps (a);
+		sim_monitor_drop_all (a);
 		g_hash_table_iter_init (&it, a->devices);
 		while (g_hash_table_iter_next (&it, NULL, &v)) {
 			SimDevice *dev = v;
