@@ -22,6 +22,9 @@ struct _BgsRun {
 	void (*cancel) (BgsRun *run, BgsCancelReason reason);
 	gpointer profile_data;
 	GDestroyNotify profile_data_destroy;
+	BgsTransportOpener opener;
+	gpointer opener_data;
+	GDestroyNotify opener_destroy;
 };
 
 enum { SIGNAL_PROGRESS, SIGNAL_IO, SIGNAL_COMPLETED, SIGNAL_ESTIMATE, SIGNAL_LAST };
@@ -45,6 +48,8 @@ bgs_run_finalize (GObject *object)
 
 	if (self->profile_data_destroy != NULL)
 		self->profile_data_destroy (self->profile_data);
+	if (self->opener_destroy != NULL)
+		self->opener_destroy (self->opener_data);
 	g_hash_table_unref (self->fds);
 	g_clear_pointer (&self->params, g_hash_table_unref);
 	g_free (self->entry_point);
@@ -241,4 +246,61 @@ gpointer
 bgs_run_get_profile_data (BgsRun *self)
 {
 	return self->profile_data;
+}
+
+void
+bgs_run_set_transport_opener (BgsRun *self, BgsTransportOpener opener, gpointer data,
+			      GDestroyNotify destroy)
+{
+	if (self->opener_destroy != NULL)
+		self->opener_destroy (self->opener_data);
+	self->opener = opener;
+	self->opener_data = data;
+	self->opener_destroy = destroy;
+}
+
+static void
+transport_io_cb (BgsTransport *transport, guint64 in, guint64 out, gpointer user_data)
+{
+	bgs_run_note_io (BGS_RUN (user_data), in, out);
+}
+
+static void
+open_transport_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	g_autoptr(GTask) task = user_data;
+	BgsRun *self = g_task_get_source_object (task);
+	g_autoptr(GError) error = NULL;
+	BgsTransport *transport = g_task_propagate_pointer (G_TASK (res), &error);
+
+	if (transport == NULL) {
+		g_task_return_error (task, g_steal_pointer (&error));
+		return;
+	}
+	/* every byte through the transport is device I/O of this run */
+	g_signal_connect_object (transport, "io", G_CALLBACK (transport_io_cb), self, 0);
+	g_task_return_pointer (task, transport, g_object_unref);
+}
+
+void
+bgs_run_open_transport_async (BgsRun *self, const BgsTransportRequest *request,
+			      GCancellable *cancellable, GAsyncReadyCallback callback,
+			      gpointer user_data)
+{
+	GTask *task = g_task_new (self, cancellable, callback, user_data);
+
+	if (self->opener == NULL || self->device == NULL) {
+		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_NOT_SUPPORTED,
+					 "this run has no device to open a transport to");
+		g_object_unref (task);
+		return;
+	}
+	/* the opener completes a GTask whose pointer is a BgsTransport */
+	self->opener (self, request, cancellable, open_transport_cb, task, self->opener_data);
+}
+
+BgsTransport *
+bgs_run_open_transport_finish (BgsRun *self, GAsyncResult *res, GError **error)
+{
+	return g_task_propagate_pointer (G_TASK (res), error);
 }

@@ -8,6 +8,7 @@
 
 #include <gio/gio.h>
 
+#include "bgs-transport.h"
 #include "bgs-types.h"
 
 G_BEGIN_DECLS
@@ -46,6 +47,18 @@ gboolean bgs_run_has_fd (BgsRun *self, const char *name);
 /* per-model profile parameters from device metadata ([Profile <name>]) */
 void bgs_run_set_params (BgsRun *self, GHashTable *params);
 const char *bgs_run_get_param (BgsRun *self, const char *key);
+
+/* opens a transport to the run's device (installed by the daemon); the
+ * transport's I/O is counted for the run */
+typedef void (*BgsTransportOpener) (BgsRun *run, const BgsTransportRequest *request,
+				    GCancellable *cancellable, GAsyncReadyCallback callback,
+				    gpointer callback_data, gpointer opener_data);
+void bgs_run_set_transport_opener (BgsRun *self, BgsTransportOpener opener, gpointer data,
+				   GDestroyNotify destroy);
+void bgs_run_open_transport_async (BgsRun *self, const BgsTransportRequest *request,
+				   GCancellable *cancellable, GAsyncReadyCallback callback,
+				   gpointer user_data);
+BgsTransport *bgs_run_open_transport_finish (BgsRun *self, GAsyncResult *res, GError **error);
 
 /* profile -> daemon */
 void bgs_run_progress (BgsRun *self, guint percent, const char *status);
