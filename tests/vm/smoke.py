@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""VM smoke group: the real bluetoothd with two btvirt controllers works end
+to end. hci1 runs peripheral.py (GATT application + LE advertisement), hci0
+discovers it, connects, reads the characteristic, and sees the link drop when
+hci1 is powered off. Every wait is on a D-Bus event with a timeout.
+"""
+import os
+import select
+import subprocess
+import sys
+import time
+
+import dbus
+import dbus.mainloop.glib
+from gi.repository import GLib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peripheral  # noqa: E402
+
+BLUEZ = "org.bluez"
+OM = "org.freedesktop.DBus.ObjectManager"
+PROPS = "org.freedesktop.DBus.Properties"
+T0 = time.monotonic()
+
+
+def step(msg):
+    print(f"smoke [{time.monotonic() - T0:6.2f}s] {msg}", flush=True)
+
+
+class Fail(Exception):
+    pass
+
+
+def objects(bus):
+    return dbus.Interface(bus.get_object(BLUEZ, "/"), OM).GetManagedObjects()
+
+
+def wait_until(bus, cond, timeout, what):
+    """Run the main loop until cond() returns a true value (returned)."""
+    v = cond()
+    if v:
+        return v
+    loop = GLib.MainLoop()
+    state = {"v": None}
+
+    def check(*_a, **_k):
+        if state["v"] is None:
+            r = cond()
+            if r:
+                state["v"] = r
+                loop.quit()
+
+    rx = [bus.add_signal_receiver(check, signal_name=s, dbus_interface=i)
+          for s, i in (("InterfacesAdded", OM), ("PropertiesChanged", PROPS))]
+    src = GLib.timeout_add(int(timeout * 1000), lambda: loop.quit() or False)
+    GLib.idle_add(lambda: check() and False)
+    loop.run()
+    for r in rx:
+        r.remove()
+    if state["v"] is None:
+        raise Fail(f"timeout after {timeout}s waiting for {what}")
+    GLib.source_remove(src)
+    return state["v"]
+
+
+def start_peripheral(adapter, timeout):
+    p = subprocess.Popen([sys.executable, peripheral.__file__, "--adapter", adapter],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([p.stdout], [], [], left)[0]:
+            p.kill()
+            raise Fail(f"peripheral not READY within {timeout}s")
+        line = p.stdout.readline()
+        if not line:
+            raise Fail(f"peripheral exited ({p.wait()}) before READY")
+        print("  " + line.rstrip(), flush=True)
+        if line.strip() == "READY":
+            return p
+
+
+def main():
+    dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+    bus = dbus.SystemBus()
+
+    # 1. both btvirt controllers are adapters of the real bluetoothd
+    objs = objects(bus)
+    ads = {str(p): o["org.bluez.Adapter1"] for p, o in objs.items()
+           if "org.bluez.Adapter1" in o}
+    for hci in ("hci0", "hci1"):
+        a = ads.get(f"/org/bluez/{hci}")
+        if a is None:
+            raise Fail(f"{hci} not in org.bluez ObjectManager: {sorted(ads)}")
+        if not a["Powered"]:
+            raise Fail(f"{hci} not powered")
+    peer_addr = str(ads["/org/bluez/hci1"]["Address"])
+    step(f"adapters: hci0 {ads['/org/bluez/hci0']['Address']}, hci1 {peer_addr}")
+
+    # 2. hci1: GATT application + LE advertisement
+    periph = start_peripheral("hci1", 30)
+    step("hci1 peripheral registered (GattManager1 + LEAdvertisingManager1)")
+    try:
+        return central(bus, peer_addr)
+    finally:
+        periph.terminate()
+        try:
+            out, _ = periph.communicate(timeout=10)
+            for line in out.splitlines():
+                print("  " + line, flush=True)
+        except subprocess.TimeoutExpired:
+            periph.kill()
+
+
+def central(bus, peer_addr):
+    hci0 = bus.get_object(BLUEZ, "/org/bluez/hci0")
+    adapter = dbus.Interface(hci0, "org.bluez.Adapter1")
+    dev_path = "/org/bluez/hci0/dev_" + peer_addr.replace(":", "_")
+
+    # 3. discover. btvirt reports an advertisement once per scan enable, so
+    # the scan starts after the advertisement is registered.
+    adapter.SetDiscoveryFilter({"Transport": "le"})
+    adapter.StartDiscovery()
+
+    def found():
+        o = objects(bus).get(dbus.ObjectPath(dev_path), {})
+        d = o.get("org.bluez.Device1")
+        if d and peripheral.SERVICE_UUID in [str(u) for u in d.get("UUIDs", [])]:
+            return d
+        return None
+    d = wait_until(bus, found, 30, f"{dev_path} with the service UUID")
+    step(f"discovered {dev_path} name={d.get('Name')} type={d.get('AddressType')} "
+         f"rssi={d.get('RSSI')}")
+    adapter.StopDiscovery()
+
+    # 4. connect (LE: the advertisement came over LE) and resolve services
+    dev = dbus.Interface(bus.get_object(BLUEZ, dev_path), "org.bluez.Device1")
+    dev.Connect(timeout=60)
+    step("Device1.Connect returned")
+
+    def resolved():
+        o = objects(bus)
+        if not o.get(dbus.ObjectPath(dev_path), {}).get(
+                "org.bluez.Device1", {}).get("ServicesResolved"):
+            return None
+        for p, ifs in o.items():
+            c = ifs.get("org.bluez.GattCharacteristic1")
+            if c and str(p).startswith(dev_path + "/") and \
+                    str(c["UUID"]) == peripheral.CHAR_UUID:
+                return str(p)
+        return None
+    char_path = wait_until(bus, resolved, 30, "ServicesResolved and the characteristic")
+    step(f"services resolved, characteristic {char_path}")
+
+    # 5. read
+    ch = dbus.Interface(bus.get_object(BLUEZ, char_path), "org.bluez.GattCharacteristic1")
+    value = bytes(ch.ReadValue({}, timeout=30))
+    if value != peripheral.CHAR_VALUE:
+        raise Fail(f"read {value!r}, want {peripheral.CHAR_VALUE!r}")
+    step(f"ReadValue -> {value!r}")
+
+    # 6. link loss: power the peer adapter off, the central sees the link drop
+    dbus.Interface(bus.get_object(BLUEZ, "/org/bluez/hci1"), PROPS).Set(
+        "org.bluez.Adapter1", "Powered", dbus.Boolean(False))
+    step("hci1 powered off")
+
+    def dropped():
+        o = objects(bus).get(dbus.ObjectPath(dev_path), {}).get("org.bluez.Device1")
+        return o is not None and not o["Connected"]
+    wait_until(bus, dropped, 30, "Connected=False on hci0's device")
+    step("link dropped: Connected=False on hci0")
+    step("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (Fail, dbus.DBusException) as e:
+        step(f"FAIL: {e}")
+        sys.exit(1)
