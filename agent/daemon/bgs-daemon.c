@@ -14,6 +14,7 @@
 #include "bgs-device-model.h"
 #include "bgs-devices.h"
 #include "bgs-engine.h"
+#include "bgs-links.h"
 #include "bgs-error.h"
 #include "bgs-network-monitor.h"
 #include "bgs-policy.h"
@@ -41,6 +42,7 @@ struct _BgsDaemon {
 	BgsClientList *clients;
 	BgsConsentAgents *agents;
 	BgsDevices *devices;
+	BgsLinks *links;
 	BgsPowerMonitor *power;
 	BgsSessionMonitor *session;
 	BgsNetworkMonitor *network;
@@ -1209,6 +1211,7 @@ request_start (RequestCtx *ctx)
 	}
 	if (model != NULL && model->profiles != NULL)
 		bgs_run_set_params (run, g_hash_table_lookup (model->profiles, reg->entry_point));
+	bgs_run_set_transport_opener (run, bgs_links_open_transport, self->links, NULL);
 
 	/* answer first: a profile may finish synchronously */
 	request_reply (ctx, BGS_RESULT_ALLOWED, BGS_DENY_NONE);
@@ -1706,6 +1709,7 @@ bgs_daemon_new (const BgsConfig *config, GDBusConnection *bus, GDBusConnection *
 					 config->presence_lost_timeout_usec);
 	g_signal_connect (self->devices, "presence-changed", G_CALLBACK (presence_changed_cb), self);
 	g_signal_connect (self->devices, "removed", G_CALLBACK (device_removed_cb), self);
+	self->links = bgs_links_new (self->devices, 30 * G_USEC_PER_SEC);
 
 	regs = bgs_store_list_registrations (self->store, error);
 	if (regs == NULL)
@@ -1758,6 +1762,7 @@ bgs_daemon_dispose (GObject *object)
 		g_hash_table_remove_all (self->tasks);
 	if (self->engine != NULL)
 		g_signal_handlers_disconnect_by_data (self->engine, self);
+	g_clear_pointer (&self->links, bgs_links_free);
 	g_clear_object (&self->devices);
 	g_clear_object (&self->clients);
 	g_clear_object (&self->agents);

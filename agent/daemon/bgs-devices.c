@@ -642,3 +642,15 @@ bgs_devices_new (GDBusConnection *bluez_bus, GDBusConnection *export_bus,
 	self->lost_timeout = lost_timeout_usec > 0 ? lost_timeout_usec : 10 * G_USEC_PER_SEC;
 	return self;
 }
+
+GDBusObjectManager *
+bgs_devices_get_object_manager (BgsDevices *self)
+{
+	return self->manager;
+}
+
+const char *
+bgs_device_get_adapter_path (BgsDevice *dev)
+{
+	return dev->adapter_path;
+}

@@ -48,6 +48,11 @@ gboolean bgs_device_is_accessible (BgsDevice *dev);
 /* Device1 properties as a{sv} (for GetDevices) */
 GVariant *bgs_device_to_variant (BgsDevice *dev);
 
+/* the BlueZ object manager client, NULL until BlueZ was first seen */
+GDBusObjectManager *bgs_devices_get_object_manager (BgsDevices *self);
+/* the BlueZ adapter object path of a device */
+const char *bgs_device_get_adapter_path (BgsDevice *dev);
+
 /* signals: "presence-changed" (const char *id, gboolean present),
  *          "removed" (const char *id)  -- device or its adapter went away */
 
