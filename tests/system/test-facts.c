@@ -599,7 +599,16 @@ test_power_no_battery (void **state)
 {
 	/* the template's default: OnBattery false, DisplayDevice not present */
 	g_autoptr(BgsPowerMonitor) m = power_monitor_ready (env.bus);
+	guint changed = 0;
 
+	assert_true (power_is (m, FALSE, 100.0));
+
+	/* OnBattery without a present battery (a UPS-less desktop's odd
+	 * report) still reads as mains */
+	g_signal_connect (m, "changed", G_CALLBACK (on_count), &changed);
+	set_prop (UPOWER, UPOWER_PATH, UPOWER, "OnBattery", g_variant_new_boolean (TRUE));
+	drain ();
+	assert_int_equal (changed, 0);
 	assert_true (power_is (m, FALSE, 100.0));
 }
 
