@@ -1565,11 +1565,15 @@ presence_changed_cb (BgsDevices *devices, const char *id, gboolean present, gpoi
 }
 
 static void
-device_removed_cb (BgsDevices *devices, const char *id, gpointer user_data)
+device_removed_cb (BgsDevices *devices, const char *id, gboolean may_return, gpointer user_data)
 {
 	BgsDaemon *self = user_data;
 
-	bgs_engine_device_removed (self->engine, id);
+	/* servicing survives the device (or bluetoothd) going away for a while */
+	if (may_return)
+		bgs_engine_device_withdrawn (self->engine, id);
+	else
+		bgs_engine_device_removed (self->engine, id);
 }
 
 static void

@@ -22,6 +22,7 @@ struct _BgsDevice {
 	BgsDeviceModel *model; /* owned ref, NULL when unidentified */
 	gboolean connected;
 	gboolean blocked;
+	gboolean paired;
 	gboolean sighted;    /* seen advertising within the lost timeout */
 	gint16 rssi;
 	guint64 last_seen;   /* unix usec */
@@ -236,6 +237,7 @@ device_read_props (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy, gboolean
 	dev->name = g_strdup (alias != NULL ? alias : name);
 	dev->connected = prop_bool (proxy, "Connected");
 	dev->blocked = prop_bool (proxy, "Blocked");
+	dev->paired = prop_bool (proxy, "Paired");
 	if (rssi != NULL) {
 		dev->rssi = g_variant_get_int16 (rssi);
 		/* an RSSI counts as a sighting only while the adapter scans:
@@ -299,8 +301,11 @@ device_add (BgsDevices *self, GDBusProxy *proxy)
 		g_signal_emit (self, signals[SIGNAL_PRESENCE_CHANGED], 0, dev->id, TRUE);
 }
 
+/* @may_return: the object went away but the device may come back (a
+ * temporary device expired, bluetoothd restarted), as opposed to the user
+ * removing a paired device or its adapter going away */
 static void
-device_remove (BgsDevices *self, const char *bluez_path)
+device_remove (BgsDevices *self, const char *bluez_path, gboolean may_return)
 {
 	BgsDevice *dev = g_hash_table_lookup (self->devices, bluez_path);
 	g_autofree char *id = NULL;
@@ -308,9 +313,11 @@ device_remove (BgsDevices *self, const char *bluez_path)
 	if (dev == NULL)
 		return;
 	id = g_strdup (dev->id);
-	g_info ("device %s removed", dev->address);
+	if (dev->paired)
+		may_return = FALSE;
+	g_info ("device %s removed%s", dev->address, may_return ? " (may come back)" : "");
 	g_hash_table_remove (self->devices, bluez_path);
-	g_signal_emit (self, signals[SIGNAL_REMOVED], 0, id);
+	g_signal_emit (self, signals[SIGNAL_REMOVED], 0, id, may_return);
 }
 
 static void
@@ -332,7 +339,7 @@ adapter_changed (BgsDevices *self, const char *adapter_path)
 	for (guint i = 0; i < gone->len; i++) {
 		g_info ("adapter %s powered off: revoking %s", adapter_path,
 			(const char *) gone->pdata[i]);
-		g_signal_emit (self, signals[SIGNAL_REMOVED], 0, gone->pdata[i]);
+		g_signal_emit (self, signals[SIGNAL_REMOVED], 0, gone->pdata[i], FALSE);
 	}
 }
 
@@ -372,7 +379,7 @@ interface_removed_cb (GDBusObjectManager *manager, GDBusObject *object,
 	const char *path = g_dbus_object_get_object_path (object);
 
 	if (g_strcmp0 (name, DEVICE_IFACE) == 0) {
-		device_remove (self, path);
+		device_remove (self, path, TRUE);
 	} else if (g_strcmp0 (name, ADAPTER_IFACE) == 0) {
 		g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func (g_free);
 		GHashTableIter iter;
@@ -385,7 +392,7 @@ interface_removed_cb (GDBusObjectManager *manager, GDBusObject *object,
 				g_ptr_array_add (gone, g_strdup (dev->bluez_path));
 		}
 		for (guint i = 0; i < gone->len; i++)
-			device_remove (self, gone->pdata[i]);
+			device_remove (self, gone->pdata[i], FALSE);
 	}
 }
 
@@ -450,7 +457,7 @@ name_owner_cb (GObject *object, GParamSpec *pspec, gpointer user_data)
 		for (GList *l = paths; l != NULL; l = l->next)
 			g_ptr_array_add (copy, g_strdup (l->data));
 		for (guint i = 0; i < copy->len; i++)
-			device_remove (self, copy->pdata[i]);
+			device_remove (self, copy->pdata[i], TRUE);
 	} else {
 		g_info ("BlueZ is on the bus as %s", owner);
 	}
@@ -619,7 +626,7 @@ bgs_devices_class_init (BgsDevicesClass *klass)
 							 G_TYPE_BOOLEAN);
 	signals[SIGNAL_REMOVED] = g_signal_new ("removed", G_TYPE_FROM_CLASS (klass),
 						G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-						G_TYPE_NONE, 1, G_TYPE_STRING);
+						G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BOOLEAN);
 }
 
 static void

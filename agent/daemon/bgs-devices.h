@@ -54,6 +54,9 @@ GDBusObjectManager *bgs_devices_get_object_manager (BgsDevices *self);
 const char *bgs_device_get_adapter_path (BgsDevice *dev);
 
 /* signals: "presence-changed" (const char *id, gboolean present),
- *          "removed" (const char *id)  -- device or its adapter went away */
+ *          "removed" (const char *id, gboolean may_return): the device's
+ *          object went away; may_return when it may come back (temporary
+ *          device expired, bluetoothd restarting) rather than the user
+ *          removing a paired device or its adapter going away */
 
 G_END_DECLS

@@ -406,6 +406,18 @@ bgs_engine_device_removed (BgsEngine *self, const char *device)
 	cancel_matching (self, match_device, device, NULL, BGS_CANCEL_RESOURCE_REVOCATION);
 }
 
+/* the device's object went away but it may come back (a temporary device
+ * expired during a reboot, bluetoothd restarting): servicing waits for it
+ * within its limits, device-use cannot */
+void
+bgs_engine_device_withdrawn (BgsEngine *self, const char *device)
+{
+	g_return_if_fail (BGS_IS_ENGINE (self));
+	if (device == NULL)
+		return;
+	cancel_matching (self, match_device_use_on, device, NULL, BGS_CANCEL_RESOURCE_REVOCATION);
+}
+
 static gboolean
 match_owner (BgsInstance *inst, gconstpointer bus_name, gconstpointer unused)
 {

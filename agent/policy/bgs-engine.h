@@ -69,6 +69,9 @@ void bgs_engine_device_presence (BgsEngine *self, const char *device, gboolean p
 /* adapter gone / device removed / unpaired -> resource-revocation, both kinds */
 void bgs_engine_device_removed (BgsEngine *self, const char *device);
 /* app exited (its bus name vanished) -> terminating */
+/* device object gone but possibly back soon: device-use -> resource-revocation,
+ * servicing keeps waiting */
+void bgs_engine_device_withdrawn (BgsEngine *self, const char *device);
 void bgs_engine_owner_vanished (BgsEngine *self, const char *bus_name);
 /* device-use tasks of (@uid, @app_id) and @model (NULL = all models) -> uninstall */
 void bgs_engine_consent_revoked (BgsEngine *self, guint32 uid, const char *app_id, const char *model);
