@@ -1115,6 +1115,14 @@ bgs_store_open (const char *path, GError **error)
 	self->db = db_open (path, error);
 	if (self->db == NULL)
 		return NULL;
+	/* sqlite quietly falls back to read-only on a write-protected file;
+	 * better to fail now than at the first change */
+	if (sqlite3_db_readonly (self->db, "main") == 1) {
+		g_set_error (error, BGS_ERROR, BGS_ERROR_IO,
+			     "database file '%s' is not writable", path);
+		store_close (self, TRUE, TRUE);
+		return NULL;
+	}
 	if (!check_and_migrate (self, checked, error) || !configure (self, error) ||
 	    !prepare_all (self, error)) {
 		/* a WAL we found stays as it was; one our own connection made

@@ -1198,6 +1198,24 @@ test_symlink_refused (void **state)
 }
 
 static void
+test_read_only_refused (void **state)
+{
+	Fixture *f = *state;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsStore) store = NULL;
+
+	/* root writes anyway */
+	if (geteuid () == 0)
+		skip ();
+	g_object_unref (open_ok (f->path));
+	assert_int_equal (g_chmod (f->path, 0400), 0);
+	store = bgs_store_open (f->path, &error);
+	assert_null (store);
+	assert_true (g_error_matches (error, BGS_ERROR, BGS_ERROR_IO));
+	assert_non_null (strstr (error->message, "not writable"));
+}
+
+static void
 test_tampered_rows (void **state)
 {
 	Fixture *f = *state;
@@ -1338,6 +1356,7 @@ main (int argc, char **argv)
 		cmocka_unit_test_setup_teardown (test_future_version, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_wrong_tables, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_symlink_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_read_only_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_tampered_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_busy, setup, teardown),
 	};
