@@ -1343,6 +1343,46 @@ foreground_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 }
 
 static void
+request_check_foreground (RequestCtx *ctx)
+{
+	BgsDaemon *self = ctx->self;
+	gboolean on_battery = FALSE;
+	gdouble percent = 100;
+
+	bgs_power_monitor_get_state (self->power, &on_battery, &percent);
+	ctx->facts.on_battery = on_battery;
+	ctx->facts.battery_percent = percent;
+	if (self->config->foreground_check == BGS_FOREGROUND_CHECK_NONE) {
+		ctx->facts.foreground = TRUE;
+		request_decide (ctx);
+		return;
+	}
+	bgs_session_monitor_check_foreground_async (self->session, ctx->uid, NULL, foreground_cb, ctx);
+}
+
+static void
+power_ready_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	g_autoptr(GError) error = NULL;
+
+	/* without UPower the host counts as on mains */
+	if (!bgs_power_monitor_ready_finish (BGS_POWER_MONITOR (source), res, &error))
+		g_debug ("power state: %s", error->message);
+	request_check_foreground (user_data);
+}
+
+/* the first request after start must not see "mains" before UPower answered */
+static void
+request_check_power (RequestCtx *ctx)
+{
+	if (bgs_power_monitor_is_ready (ctx->self->power)) {
+		request_check_foreground (ctx);
+		return;
+	}
+	bgs_power_monitor_ready_async (ctx->self->power, NULL, power_ready_cb, ctx);
+}
+
+static void
 request_cont (BgsDaemon *self, GDBusMethodInvocation *invocation, const BgsIdentity *identity,
 	      gpointer data)
 {
@@ -1356,8 +1396,6 @@ request_cont (BgsDaemon *self, GDBusMethodInvocation *invocation, const BgsIdent
 	g_autoptr(GError) error = NULL;
 	BgsDevice *dev;
 	gboolean stored_found = FALSE, stored_allowed = FALSE;
-	gboolean on_battery = FALSE;
-	gdouble percent = 100;
 
 	g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(&su&s@a{sv})",
 		       &device_key, &estimate, &arguments, &options);
@@ -1418,17 +1456,9 @@ request_cont (BgsDaemon *self, GDBusMethodInvocation *invocation, const BgsIdent
 				    : stored_allowed ? BGS_CONSENT_ALLOWED : BGS_CONSENT_DENIED;
 	ctx->facts.app_busy = bgs_engine_app_busy (self->engine, ctx->uid, ctx->app_id);
 	ctx->facts.estimate = (gint64) estimate * G_USEC_PER_SEC;
-	bgs_power_monitor_get_state (self->power, &on_battery, &percent);
-	ctx->facts.on_battery = on_battery;
-	ctx->facts.battery_percent = percent;
 	ctx->facts.consent_agent = bgs_consent_agents_has_agent (self->agents, ctx->uid);
 
-	if (self->config->foreground_check == BGS_FOREGROUND_CHECK_NONE) {
-		ctx->facts.foreground = TRUE;
-		request_decide (ctx);
-		return;
-	}
-	bgs_session_monitor_check_foreground_async (self->session, ctx->uid, NULL, foreground_cb, ctx);
+	request_check_power (ctx);
 }
 
 /* ---- Task1 dispatch --------------------------------------------------------- */
@@ -1703,6 +1733,8 @@ bgs_daemon_new (const BgsConfig *config, GDBusConnection *bus, GDBusConnection *
 					       config->max_agents_per_user);
 	self->power = bgs_power_monitor_new (system_bus);
 	self->session = bgs_session_monitor_new (system_bus);
+	/* follows logind only through its signals: the user-present condition */
+	bgs_session_monitor_watch (self->session);
 	netmon = g_object_ref (g_network_monitor_get_default ());
 	self->network = bgs_network_monitor_new (netmon);
 	g_signal_connect (self->power, "changed", G_CALLBACK (conditions_changed_cb), self);

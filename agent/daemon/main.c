@@ -8,6 +8,7 @@
 #include "bgs-config.h"
 #include "bgs-daemon.h"
 #include "bgs-error.h"
+#include "bgs-profile-smp.h"
 #include "bgs-profile-test.h"
 
 #define BUS_NAME "org.bgsync"
@@ -23,6 +24,7 @@ static void
 register_profiles (void)
 {
 	bgs_profile_test_register ();
+	bgs_profile_smp_register ();
 }
 
 static gboolean
