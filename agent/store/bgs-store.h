@@ -28,7 +28,8 @@ G_DECLARE_FINAL_TYPE (BgsStore, bgs_store, BGS, STORE, GObject)
  * errors: BGS_ERROR_CORRUPT (not an sqlite file, truncated, damaged pages,
  * not a bgsync database, tables not matching their schema version),
  * BGS_ERROR_NOT_SUPPORTED (schema newer than BGS_STORE_SCHEMA_VERSION),
- * BGS_ERROR_IO (cannot create or open, symlink), BGS_ERROR_BUSY (locked) */
+ * BGS_ERROR_IO (cannot create or open, symlink, not writable),
+ * BGS_ERROR_BUSY (locked) */
 BgsStore *bgs_store_open (const char *path, GError **error);
 const char *bgs_store_get_path (BgsStore *self);
 
@@ -105,8 +106,9 @@ BgsEvent *bgs_event_new (gint64 task_id, guint32 uid, const char *app_id,
 void bgs_event_free (BgsEvent *e);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (BgsEvent, bgs_event_free)
 
-/* fills ev->seq; @ev and its data stay the caller's. the task must be registered with the same uid and app
- * (BGS_ERROR_NOT_FOUND / BGS_ERROR_INVALID_ARGS otherwise). keeps at most
+/* fills ev->seq; @ev and its data stay the caller's. the task must be
+ * registered with the same uid and app (BGS_ERROR_NOT_FOUND /
+ * BGS_ERROR_INVALID_ARGS otherwise). keeps at most
  * @max_per_app events per (uid, app_id): the oldest are dropped and counted
  * against their own task. @max_per_app 0 means no bound. */
 gboolean bgs_store_queue_event (BgsStore *self, BgsEvent *ev, guint max_per_app, GError **error);
