@@ -287,8 +287,13 @@ op_reply_deliver (gpointer data)
 
 	op->done = TRUE;
 	if (op->data != NULL) {
-		if (op->rc != NULL && op->desc == NULL)
-			sim_iface_set (op->rc->iface, "Value", bytes_variant (op->data));
+		/* bluetoothd caches what it read at its offset */
+		if (op->rc != NULL && op->desc == NULL) {
+			GVariant *old = sim_iface_get (op->rc->iface, "Value");
+			g_autoptr(GBytes) ob = old != NULL ? variant_bytes (old) : g_bytes_new (NULL, 0);
+			g_autoptr(GBytes) nb = bytes_write_at (ob, op->offset, op->data);
+			sim_iface_set (op->rc->iface, "Value", bytes_variant (nb));
+		}
 		g_dbus_method_invocation_return_value (op->inv,
 				g_variant_new ("(@ay)", bytes_variant (op->data)));
 	} else {

@@ -224,7 +224,7 @@ found_cb (gpointer data)
 
 	s->found_id = 0;
 	s->found = TRUE;
-	dev = sim_device_ensure (m->app->adapter, s->address);
+	dev = sim_device_ensure (m->app->adapter, s->address, TRUE);
 	sim_device_maybe_remove (dev);
 	g_debug ("monitor %s: found %s", m->path, s->address);
 	monitor_call (m, "DeviceFound", g_variant_new ("(o)", dev->path));

@@ -248,7 +248,7 @@ static void device_method (SimIface *iface, const gchar *sender, const gchar *me
 			   GVariant *params, GDBusMethodInvocation *inv);
 
 SimDevice *
-sim_device_ensure (SimAdapter *adapter, const gchar *address)
+sim_device_ensure (SimAdapter *adapter, const gchar *address, gboolean seen)
 {
 	SimDevice *dev;
 	g_autofree gchar *up = g_ascii_strup (address, -1);
@@ -282,7 +282,7 @@ sim_device_ensure (SimAdapter *adapter, const gchar *address)
 	sim_iface_set (dev->iface, "Adapter", g_variant_new_object_path (adapter->path));
 	device_set_bool (dev, "ServicesResolved", FALSE);
 	if (peer != NULL)
-		sim_device_update_from_peer (dev, peer, FALSE);
+		sim_device_update_from_peer (dev, peer, seen);
 	g_hash_table_insert (adapter->devices, dev->address, dev);
 	sim_object_export (dev->obj);
 	g_debug ("%s: device %s created", adapter->path, dev->address);
@@ -482,7 +482,7 @@ adapter_sees (SimAdapter *adapter, SimPeer *peer)
 		match |= client_matches (v, peer);
 	dev = g_hash_table_lookup (adapter->devices, peer->address);
 	if (match) {
-		dev = sim_device_ensure (adapter, peer->address);
+		dev = sim_device_ensure (adapter, peer->address, TRUE);
 		sim_device_update_from_peer (dev, peer, TRUE);
 		device_check_temporary (dev);
 	} else if (dev != NULL) {
@@ -1018,7 +1018,7 @@ link_new (SimDevice *central, SimPeer *peer)
 	g_ptr_array_add (sim->links, link);
 	device_set_connected (central, TRUE);
 	if (peer->host != NULL) {
-		link->remote = sim_device_ensure (peer->host, central->adapter->peer->address);
+		link->remote = sim_device_ensure (peer->host, central->adapter->peer->address, FALSE);
 		link->remote->link = link;
 		sim_device_update_from_peer (link->remote, central->adapter->peer, FALSE);
 		device_set_connected (link->remote, TRUE);

@@ -319,7 +319,8 @@ void sim_peer_reboot (SimPeer *peer, guint seconds, const gchar *new_address,
 		      const gchar *new_name);
 void sim_peer_drop_links (SimPeer *peer, const gchar *why);
 void sim_restart_bluez (Sim *sim);
-SimDevice *sim_device_ensure (SimAdapter *adapter, const gchar *address);
+SimDevice *sim_device_ensure (SimAdapter *adapter, const gchar *address,
+			      gboolean seen);
 void sim_device_update_from_peer (SimDevice *dev, SimPeer *peer, gboolean seen);
 void sim_device_maybe_remove (SimDevice *dev);
 void sim_device_add_uuids (SimDevice *dev, const gchar *const *uuids);

@@ -1,0 +1,569 @@
+# scenarios.py: what bgsync relies on BlueZ for, as backend-neutral steps.
+# Each scenario gets a fresh backend; every wait is bounded.
+
+import os
+import socket
+import time
+
+import dbus
+
+import harness
+from harness import (call, check, expect_error, wait_until, wait_hup, read_packets,
+                     ScenarioFailed, Skip, DEVICE, GATT_CHRC, ADAPTER)
+import peripheral as P
+
+SCENARIOS = []
+
+
+def scenario(needs=()):
+    def deco(fn):
+        SCENARIOS.append((fn.__name__, tuple(needs), fn))
+        return fn
+    return deco
+
+
+class Context:
+    def __init__(self, backend):
+        self.backend = backend
+        self.bus = backend.bus
+        self.central = harness.Central(backend.bus, backend.central_adapter)
+        self.peer = None
+
+    def add_peer(self, name='bgsync-peer'):
+        self.peer = self.backend.add_peer(name)
+        return self.peer
+
+    def discover_peer(self, timeout=15):
+        c = self.central
+        c.start_discovery({'Transport': 'le'})
+        path = c.wait_device(self.peer.address, timeout, name=self.peer.name)
+        return path
+
+    def connected_peer(self):
+        self.add_peer()
+        self.discover_peer()
+        self.central.stop_discovery()
+        return self.central.connect(self.peer.address)
+
+    def close(self):
+        self.central.close()
+
+
+# ---- discovery and presence ----
+
+@scenario()
+def discovery_finds_peer(ctx):
+    peer = ctx.add_peer('disc-peer')
+    path = ctx.discover_peer()
+    objs = ctx.central.objs
+    uuids = [str(u).lower() for u in objs.prop(path, DEVICE, 'UUIDs', [])]
+    check(P.SVC_UUID in uuids, 'advertised service UUID missing: %s' % uuids)
+    mfr = objs.prop(path, DEVICE, 'ManufacturerData', {})
+    check(bytes(mfr.get(P.COMPANY, b'')) == b'\xb9\x5c', 'manufacturer data %r' % mfr)
+    check(objs.prop(path, DEVICE, 'Alias') == 'disc-peer', 'Alias follows Name')
+    check(str(objs.prop(path, DEVICE, 'Adapter')) == ctx.backend.central_adapter, 'Adapter')
+    check(objs.prop(path, DEVICE, 'Connected') is not None, 'Connected property present')
+
+
+@scenario()
+def discovery_filter_by_uuid(ctx):
+    ctx.add_peer('filter-peer')
+    c = ctx.central
+    # a filter for a UUID the peer does not advertise finds nothing of it
+    c.start_discovery({'UUIDs': dbus.Array(['0000aaaa-0000-1000-8000-00805f9b34fb'], signature='s'),
+                       'Transport': 'le'})
+    c.stop_discovery()
+    c.start_discovery({'UUIDs': dbus.Array([P.SVC_UUID], signature='s'), 'Transport': 'le'})
+    c.wait_device(ctx.peer.address, 15)
+
+
+@scenario()
+def discovery_stops_with_client(ctx):
+    # discovery sessions belong to the client: when it leaves, they end
+    bus2 = dbus.bus.BusConnection(ctx.backend.bus_address) if ctx.backend.bus_address \
+        else dbus.SystemBus(private=True)
+    a2 = dbus.Interface(bus2.get_object('org.bluez', ctx.backend.central_adapter), ADAPTER)
+    call(a2.StartDiscovery)
+    objs = ctx.central.objs
+    wait_until(lambda: objs.prop(ctx.backend.central_adapter, ADAPTER, 'Discovering'), 5,
+               'Discovering true')
+    bus2.close()
+    wait_until(lambda: objs.prop(ctx.backend.central_adapter, ADAPTER, 'Discovering') is False,
+               10, 'Discovering false after the client left')
+
+
+@scenario(needs=('rssi',))
+def rssi_follows_peer(ctx):
+    peer = ctx.add_peer('rssi-peer')
+    path = ctx.discover_peer()
+    objs = ctx.central.objs
+    ctx.backend.set_rssi(peer, -80)
+    wait_until(lambda: objs.prop(path, DEVICE, 'RSSI') == -80, 5, 'RSSI -80')
+    ctx.central.stop_discovery()
+    wait_until(lambda: objs.prop(path, DEVICE, 'RSSI') is None, 5,
+               'RSSI removed once discovery stops')
+
+
+@scenario(needs=('monitor', 'adv-lost'))
+def presence_found_and_lost(ctx):
+    peer = ctx.add_peer('presence-peer')
+    bus = ctx.bus
+    mgr = dbus.Interface(bus.get_object('org.bluez', ctx.backend.central_adapter),
+                         'org.bluez.AdvertisementMonitorManager1')
+    types = call(dbus.Interface(bus.get_object('org.bluez', ctx.backend.central_adapter),
+                                harness.PROPS).Get,
+                 'org.bluez.AdvertisementMonitorManager1', 'SupportedMonitorTypes')
+    check('or_patterns' in [str(t) for t in types], 'or_patterns supported')
+    root = harness.MonitorRoot(bus, '/org/bgsync/test/monitors')
+    mon = harness.Monitor(bus, '/org/bgsync/test/monitors/m0', {
+        'Type': 'or_patterns',
+        'RSSILowThreshold': dbus.Int16(-90), 'RSSIHighThreshold': dbus.Int16(-70),
+        'RSSILowTimeout': dbus.UInt16(1), 'RSSIHighTimeout': dbus.UInt16(1),
+        'Patterns': dbus.Array([(dbus.Byte(0), dbus.Byte(0xff),
+                                 dbus.ByteArray(b'\xff\xff\xb9\x5c'))], signature='(yyay)')})
+    root.monitors.append(mon)
+    call(mgr.RegisterMonitor, root._object_path)
+    wait_until(lambda: ('Activate', None) in mon.events, 5, 'Activate')
+    dev = harness.addr_path(ctx.backend.central_adapter, peer.address)
+    wait_until(lambda: ('DeviceFound', dev) in mon.events, 10, 'DeviceFound')
+    ctx.backend.set_in_range(peer, False)
+    wait_until(lambda: ('DeviceLost', dev) in mon.events, 10, 'DeviceLost after leaving range')
+    # weak signal below the low threshold counts as lost too
+    ctx.backend.set_in_range(peer, True)
+    wait_until(lambda: mon.events.count(('DeviceFound', dev)) == 2, 10, 'found again')
+    ctx.backend.set_rssi(peer, -100)
+    wait_until(lambda: mon.events.count(('DeviceLost', dev)) == 2, 10, 'lost on weak RSSI')
+    call(mgr.UnregisterMonitor, root._object_path)
+    wait_until(lambda: ('Release', None) in mon.events, 5, 'Release on unregister')
+
+
+# ---- GATT ----
+
+@scenario()
+def gatt_read(ctx):
+    ctx.connected_peer()
+    c = ctx.central
+    info = c.find_chrc(ctx.peer.address, P.INFO_UUID)
+    want = ('bgsync-peer %s' % ctx.peer.name).encode()
+    check(c.read(info) == want, 'read value')
+    check(c.read(info, offset=7) == want[7:], 'read at offset')
+    check(c.objs.prop(info, GATT_CHRC, 'Flags') == ['read'], 'flags')
+    # the read value is cached in Value like bluetoothd does
+    wait_until(lambda: bytes(c.objs.prop(info, GATT_CHRC, 'Value', b'')) == want, 5, 'Value cached')
+    rx = c.find_chrc(ctx.peer.address, P.RX_UUID)
+    expect_error(c.chrc(rx).ReadValue, dbus.Dictionary({}, signature='sv'),
+                 names=['org.bluez.Error.NotPermitted'])
+
+
+@scenario()
+def gatt_write(ctx):
+    ctx.connected_peer()
+    c = ctx.central
+    rx = c.find_chrc(ctx.peer.address, P.RX_UUID)
+    c.write(rx, b'request-1', 'request')
+    c.write(rx, b'command-1', 'command')
+    ctl = ctx.peer.control()
+    got = wait_until(lambda: [(str(u), str(t), bytes(d)) for u, t, d in call(ctl.Received)] or None,
+                     5, 'writes at the peer')
+    seen = list(got)
+    if len(seen) < 2:
+        seen += [(str(u), str(t), bytes(d)) for u, t, d in
+                 wait_until(lambda: call(ctl.Received) or None, 5, 'second write')]
+    check((P.RX_UUID, 'request', b'request-1') in seen, 'request write arrived: %r' % seen)
+    check((P.RX_UUID, 'command', b'command-1') in seen, 'command write arrived: %r' % seen)
+    info = c.find_chrc(ctx.peer.address, P.INFO_UUID)
+    expect_error(c.chrc(info).WriteValue, dbus.ByteArray(b'x'),
+                 dbus.Dictionary({'type': 'request'}, signature='sv'),
+                 names=['org.bluez.Error.NotSupported', 'org.bluez.Error.NotPermitted'])
+
+
+@scenario()
+def gatt_notify(ctx):
+    ctx.connected_peer()
+    c = ctx.central
+    bat = c.find_chrc(ctx.peer.address, P.BATTERY_LEVEL)
+    call(c.chrc(bat).StartNotify)
+    wait_until(lambda: c.objs.prop(bat, GATT_CHRC, 'Notifying'), 5, 'Notifying true')
+    ctl = ctx.peer.control()
+    wait_until(lambda: call(ctl.Stats)['battery_notifying'], 5, 'peer asked to notify')
+    mark = len(c.objs.changes)
+    check(call(ctl.Notify, P.BATTERY_LEVEL, dbus.ByteArray(b'\x42')), 'peer notified')
+    wait_until(lambda: any(p == bat and n == 'Value' and bytes(v) == b'\x42'
+                           for p, i, n, v in c.objs.changes[mark:]), 5, 'Value notification')
+    # the same value again is still a notification
+    mark = len(c.objs.changes)
+    call(ctl.Notify, P.BATTERY_LEVEL, dbus.ByteArray(b'\x42'))
+    wait_until(lambda: any(p == bat and n == 'Value' for p, i, n, v in c.objs.changes[mark:]),
+               5, 'repeated Value notification')
+    call(c.chrc(bat).StopNotify)
+    wait_until(lambda: c.objs.prop(bat, GATT_CHRC, 'Notifying') is False, 5, 'Notifying false')
+    wait_until(lambda: not call(ctl.Stats)['battery_notifying'], 5, 'peer told to stop')
+
+
+@scenario()
+def acquire_write_mtu(ctx):
+    ctx.connected_peer()
+    c = ctx.central
+    rx = c.find_chrc(ctx.peer.address, P.RX_UUID)
+    sock, mtu = c.acquire(rx, 'write')
+    check(23 <= mtu <= 517, 'MTU %d' % mtu)
+    wait_until(lambda: c.objs.prop(rx, GATT_CHRC, 'WriteAcquired'), 5, 'WriteAcquired')
+    expect_error(c.chrc(rx).AcquireWrite, dbus.Dictionary({}, signature='sv'),
+                 names=['org.bluez.Error.NotPermitted'])
+    n = 64
+    sent = []
+    for i in range(n):
+        pkt = i.to_bytes(4, 'big') + bytes((i * 7 + k) & 0xff for k in range(mtu - 3 - 4))
+        sock.send(pkt)
+        sent.append(pkt)
+    ctl = ctx.peer.control()
+    got = []
+    wait_until(lambda: got.extend(bytes(d) for u, t, d in call(ctl.Received)) or len(got) >= n,
+               20, '%d packets at the peer' % n)
+    check(got == sent, 'packets arrive whole and in order (%d/%d)' % (len(got), n))
+    sock.close()
+    wait_until(lambda: c.objs.prop(rx, GATT_CHRC, 'WriteAcquired') is False, 5,
+               'WriteAcquired false after close')
+
+
+@scenario()
+def acquire_notify_mtu(ctx):
+    ctx.connected_peer()
+    c = ctx.central
+    tx = c.find_chrc(ctx.peer.address, P.TX_UUID)
+    sock, mtu = c.acquire(tx, 'notify')
+    wait_until(lambda: c.objs.prop(tx, GATT_CHRC, 'NotifyAcquired'), 5, 'NotifyAcquired')
+    ctl = ctx.peer.control()
+    wait_until(lambda: call(ctl.Stats)['notifying'], 5, 'peer subscribed')
+    n = 64
+    sent = call(ctl.NotifyBurst, P.TX_UUID, dbus.UInt32(n), dbus.UInt32(mtu - 3))
+    check(sent == n, 'peer sent %d/%d' % (sent, n))
+    pkts = read_packets(sock, n, 20, 'notifications')
+    check(all(len(p) == mtu - 3 for p in pkts), 'each notification is MTU-3 bytes')
+    check([int.from_bytes(p[:4], 'big') for p in pkts] == list(range(n)), 'in order')
+    expect_error(c.chrc(tx).StartNotify, names=['org.bluez.Error.NotPermitted'])
+    sock.close()
+    wait_until(lambda: c.objs.prop(tx, GATT_CHRC, 'NotifyAcquired') is False, 5,
+               'NotifyAcquired false after close')
+
+
+# ---- RFCOMM ----
+
+@scenario(needs=('rfcomm',))
+def rfcomm_bulk(ctx):
+    ctx.connected_peer()
+    c = ctx.central
+    prof = harness.Profile(ctx.bus, '/org/bgsync/test/spp')
+    pm = dbus.Interface(ctx.bus.get_object('org.bluez', '/org/bluez'), 'org.bluez.ProfileManager1')
+    call(pm.RegisterProfile, prof._object_path, P.SPP_CLIENT_UUID,
+         dbus.Dictionary({'Role': 'client', 'Name': 'bgsync test'}, signature='sv'))
+    dev = c.iface(c.device_path(ctx.peer.address), DEVICE)
+    last = None
+    for _ in range(3):  # real RFCOMM connects fail now and then: bounded retry
+        try:
+            call(dev.ConnectProfile, P.SPP_CLIENT_UUID, timeout=30)
+            break
+        except dbus.exceptions.DBusException as e:
+            last = e
+    else:
+        raise ScenarioFailed('ConnectProfile: %s' % last)
+    check(len(prof.connections) == 1, 'NewConnection on the client profile')
+    device, sock = prof.connections[0]
+    check(device == c.device_path(ctx.peer.address), 'NewConnection names the device')
+    payload = bytes((i * 31) & 0xff for i in range(256 * 1024))
+    echoed = bytearray()
+    out = memoryview(payload)
+    from gi.repository import GLib
+
+    def io(fd, cond):
+        nonlocal out
+        if cond & GLib.IO_OUT and out:
+            try:
+                n = sock.send(out[:65536])
+                out = out[n:]
+            except BlockingIOError:
+                pass
+        if cond & GLib.IO_IN:
+            try:
+                data = sock.recv(65536)
+                if not data:
+                    return False
+                echoed.extend(data)
+            except BlockingIOError:
+                pass
+        return True
+    src = GLib.io_add_watch(sock.fileno(), GLib.IO_IN | GLib.IO_OUT | GLib.IO_HUP, io)
+    try:
+        wait_until(lambda: len(echoed) >= len(payload), 60,
+                   'echo of %d bytes (%d back)' % (len(payload), len(echoed)))
+    finally:
+        GLib.source_remove(src)
+    check(bytes(echoed) == payload, 'echoed bytes equal what was sent')
+    expect_error(dev.ConnectProfile, P.SPP_CLIENT_UUID,
+                 names=['org.bluez.Error.AlreadyConnected', 'org.bluez.Error.InProgress'])
+    call(dev.DisconnectProfile, P.SPP_CLIENT_UUID)
+    wait_until(lambda: prof.disconnect_requests, 5, 'RequestDisconnection')
+
+
+# ---- link loss, reconnect, reboot ----
+
+@scenario(needs=('range',))
+def link_loss(ctx):
+    path = ctx.connected_peer()
+    c = ctx.central
+    tx = c.find_chrc(ctx.peer.address, P.TX_UUID)
+    sock, mtu = c.acquire(tx, 'notify')
+    ctx.backend.set_in_range(ctx.peer, False)
+    wait_until(lambda: c.objs.prop(path, DEVICE, 'Connected') is False, 15, 'Connected false')
+    check(not c.objs.prop(path, DEVICE, 'ServicesResolved'), 'ServicesResolved false')
+    wait_hup(sock, 5, 'acquired notify socket hangs up')
+    wait_until(lambda: not c.objs.children(path, GATT_CHRC), 5, 'GATT objects removed')
+    # while out of range a connect attempt fails (bounded)
+    dev = c.iface(path, DEVICE)
+    expect_error(dev.Connect, names=['org.bluez.Error.Failed', 'org.bluez.Error.InProgress',
+                                     'org.freedesktop.DBus.Error.NoReply'], timeout=30)
+
+
+@scenario(needs=('range',))
+def reconnect_after_loss(ctx):
+    path = ctx.connected_peer()
+    c = ctx.central
+    ctx.backend.set_in_range(ctx.peer, False)
+    wait_until(lambda: c.objs.prop(path, DEVICE, 'Connected') is False, 15, 'Connected false')
+    ctx.backend.set_in_range(ctx.peer, True)
+    c.connect(ctx.peer.address, attempts=5)
+    info = c.find_chrc(ctx.peer.address, P.INFO_UUID)
+    check(c.read(info).startswith(b'bgsync-peer'), 'read after reconnect')
+    # acquired sockets are per connection: acquire again
+    rx = c.find_chrc(ctx.peer.address, P.RX_UUID)
+    sock, mtu = c.acquire(rx, 'write')
+    sock.send(b'after-reconnect')
+    ctl = ctx.peer.control()
+    wait_until(lambda: any(bytes(d) == b'after-reconnect' for u, t, d in call(ctl.Received)), 5,
+               'write after reconnect')
+
+
+@scenario()
+def remote_drops_link(ctx):
+    path = ctx.connected_peer()
+    c = ctx.central
+    ctx.backend.drop_link(ctx.peer)
+    wait_until(lambda: c.objs.prop(path, DEVICE, 'Connected') is False, 10, 'Connected false')
+    c.connect(ctx.peer.address)
+    check(c.read(c.find_chrc(ctx.peer.address, P.INFO_UUID)).startswith(b'bgsync-peer'),
+          'read after the reconnect')
+
+
+@scenario()
+def peer_reboot_same_address(ctx):
+    path = ctx.connected_peer()
+    c = ctx.central
+    call(c.iface(path, DEVICE).Pair)
+    wait_until(lambda: c.objs.prop(path, DEVICE, 'Paired'), 5, 'Paired')
+    old = ctx.peer.address
+    ctx.backend.reboot_peer(ctx.peer, 1.0)
+    wait_until(lambda: c.objs.prop(path, DEVICE, 'Connected') is False, 15, 'link drops on reboot')
+    check(ctx.peer.address == old, 'same address')
+    # a paired device stays; Connect waits for it to come back
+    check(c.objs.has(path, DEVICE), 'paired device kept')
+    c.connect(old, attempts=5)
+    check(c.read(c.find_chrc(old, P.INFO_UUID)).startswith(b'bgsync-peer'), 'read after reboot')
+
+
+@scenario(needs=('address-change',))
+def peer_reboot_new_address(ctx):
+    path = ctx.connected_peer()
+    c = ctx.central
+    old = ctx.peer.address
+    new = ctx.backend.reboot_peer(ctx.peer, 0.5, new_address=True)
+    check(new != old, 'address changed')
+    wait_until(lambda: c.objs.prop(path, DEVICE, 'Connected') is False, 15, 'link drops on reboot')
+    c.start_discovery({'Transport': 'le'})
+    newpath = c.wait_device(new, 15, name=ctx.peer.name)
+    c.stop_discovery()
+    check(newpath != path, 'a new device object for the new address')
+    c.connect(new)
+    check(c.read(c.find_chrc(new, P.INFO_UUID)).startswith(b'bgsync-peer'), 'read at new address')
+    check(not c.connected(old), 'old address not connected')
+
+
+@scenario(needs=('stall',))
+def stalled_link_holds(ctx):
+    path = ctx.connected_peer()
+    c = ctx.central
+    info = c.find_chrc(ctx.peer.address, P.INFO_UUID)
+    ctx.backend.stall(ctx.peer, True)
+    box = {}
+    c.chrc(info).ReadValue(dbus.Dictionary({}, signature='sv'),
+                           reply_handler=lambda v: box.setdefault('v', bytes(v)),
+                           error_handler=lambda e: box.setdefault('e', e), timeout=30)
+    harness.drain(0.5)   # negative check: nothing may arrive while stalled
+    check(not box, 'no reply while stalled')
+    check(c.objs.prop(path, DEVICE, 'Connected'), 'still connected while stalled')
+    ctx.backend.stall(ctx.peer, False)
+    wait_until(lambda: box, 5, 'read completes after the stall')
+    check('v' in box and box['v'].startswith(b'bgsync-peer'), 'read value after stall: %r' % box)
+
+
+@scenario(needs=('restart',))
+def bluez_restart(ctx):
+    ctx.add_peer('restart-peer')
+    c = ctx.central
+    objs = c.objs
+    ctx.backend.restart_bluez()
+    wait_until(lambda: objs.owner is None, 5, 'org.bluez gone')
+    wait_until(lambda: objs.owner, 10, 'org.bluez back')
+    objs.refresh()
+    check(objs.has(ctx.backend.central_adapter, ADAPTER), 'adapter back')
+    # the peripheral re-registers by itself when org.bluez returns
+    c.start_discovery({'Transport': 'le'})
+    c.wait_device(ctx.peer.address, 15, name=ctx.peer.name)
+
+
+# ---- simulator-only ----
+
+SIM_SVC = '0000180d-0000-1000-8000-00805f9b34fb'
+SIM_HR = '00002a37-0000-1000-8000-00805f9b34fb'
+SIM_CTRL = '00002a39-0000-1000-8000-00805f9b34fb'
+
+
+def sim_device_desc(address=None, name='sim-hr', echo=True):
+    d = {'name': name, 'uuids': dbus.Array([SIM_SVC], signature='s'),
+         'modalias': 'usb:v1D6Bp0246d0001', 'rssi': dbus.Int16(-55),
+         'manufacturer-data': dbus.Dictionary({dbus.UInt16(0x02e5): dbus.ByteArray(b'\x01\x02')},
+                                              signature='qv'),
+         'services': dbus.Array([dbus.Dictionary({
+             'uuid': SIM_SVC,
+             'characteristics': dbus.Array([
+                 dbus.Dictionary({'uuid': SIM_HR, 'flags': dbus.Array(['read', 'notify'], signature='s'),
+                                  'value': dbus.ByteArray(b'\x00\x48'),
+                                  'descriptors': dbus.Array([dbus.Dictionary({
+                                      'uuid': '00002901-0000-1000-8000-00805f9b34fb',
+                                      'value': dbus.ByteArray(b'heart')}, signature='sv')],
+                                      signature='a{sv}')}, signature='sv'),
+                 dbus.Dictionary({'uuid': SIM_CTRL,
+                                  'flags': dbus.Array(['write', 'write-without-response'], signature='s')},
+                                 signature='sv')], signature='a{sv}')}, signature='sv')],
+             signature='a{sv}')}
+    if address:
+        d['address'] = address
+    if echo:
+        d['rfcomm-echo'] = dbus.Array([P.SPP_CLIENT_UUID], signature='s')
+    return d
+
+
+@scenario(needs=('sim-devices',))
+def sim_device_gatt(ctx):
+    b = ctx.backend
+    addr = b.add_sim_device(sim_device_desc())
+    c = ctx.central
+    c.start_discovery()
+    path = c.wait_device(addr, 10, name='sim-hr')
+    check(c.objs.prop(path, DEVICE, 'Modalias') == 'usb:v1D6Bp0246d0001', 'Modalias')
+    check(c.objs.prop(path, DEVICE, 'RSSI') == -55, 'RSSI')
+    c.stop_discovery()
+    c.connect(addr)
+    hr = c.find_chrc(addr, SIM_HR)
+    check(c.read(hr) == b'\x00\x48', 'read the described value')
+    ctrl = c.find_chrc(addr, SIM_CTRL)
+    c.write(ctrl, b'\x01\x02\x03')
+    check(bytes(call(b.sim.GetValue, addr, SIM_CTRL)) == b'\x01\x02\x03', 'write stored')
+    call(c.chrc(hr).StartNotify)
+    mark = len(c.objs.changes)
+    call(b.sim.Notify, addr, SIM_HR, dbus.ByteArray(b'\x00\x50'))
+    wait_until(lambda: any(p == hr and n == 'Value' and bytes(v) == b'\x00\x50'
+                           for p, i, n, v in c.objs.changes[mark:]), 5, 'notification')
+    descs = c.objs.children(hr, harness.GATT_DESC)
+    check(len(descs) == 1, 'one descriptor')
+    v = call(c.iface(descs[0], harness.GATT_DESC).ReadValue, dbus.Dictionary({}, signature='sv'))
+    check(bytes(v) == b'heart', 'descriptor value')
+    # rate cap: 2,000 bytes at 4,000 B/s take about half a second of link time
+    call(b.sim.SetLinkRate, addr, dbus.UInt64(4000))
+    call(b.sim.SetValue, addr, SIM_HR, dbus.ByteArray(bytes(500)))
+    t = time.monotonic()
+    for _ in range(4):
+        c.read(hr)
+    check(time.monotonic() - t >= 0.4, 'rate cap slows reads down')
+
+
+@scenario(needs=('sim-devices', 'rfcomm'))
+def sim_device_rfcomm_echo(ctx):
+    b = ctx.backend
+    addr = b.add_sim_device(sim_device_desc(name='sim-spp'))
+    c = ctx.central
+    c.start_discovery()
+    c.wait_device(addr, 10)
+    c.stop_discovery()
+    c.connect(addr)
+    prof = harness.Profile(ctx.bus, '/org/bgsync/test/spp')
+    pm = dbus.Interface(ctx.bus.get_object('org.bluez', '/org/bluez'), 'org.bluez.ProfileManager1')
+    call(pm.RegisterProfile, prof._object_path, P.SPP_CLIENT_UUID,
+         dbus.Dictionary({'Role': 'client'}, signature='sv'))
+    expect_error(pm.RegisterProfile, '/org/bgsync/test/other', P.SPP_CLIENT_UUID,
+                 dbus.Dictionary({}, signature='sv'), names=['org.bluez.Error.AlreadyExists'])
+    call(c.iface(c.device_path(addr), DEVICE).ConnectProfile, P.SPP_CLIENT_UUID)
+    device, sock = prof.connections[0]
+    sock.send(b'ping')
+    from gi.repository import GLib
+    got = bytearray()
+
+    def rd(fd, cond):
+        try:
+            got.extend(sock.recv(4096))
+        except BlockingIOError:
+            pass
+        return True
+    src = GLib.io_add_watch(sock.fileno(), GLib.IO_IN, rd)
+    wait_until(lambda: bytes(got) == b'ping', 5, 'echo')
+    GLib.source_remove(src)
+    call(b.sim.DropLink, addr)
+    wait_hup(sock, 5, 'profile socket hangs up with the link')
+
+
+@scenario(needs=('scale',))
+def scale_1000_devices_100_links(ctx):
+    b = ctx.backend
+    c = ctx.central
+    addrs = []
+    pending = []
+    for i in range(1000):
+        desc = sim_device_desc(address='D0:00:00:00:%02X:%02X' % (i >> 8, i & 0xff),
+                               name='dev%04d' % i, echo=False)
+        box = {}
+        b.sim.AddDevice(dbus.Dictionary(desc, signature='sv'),
+                        reply_handler=lambda a, box=box: box.setdefault('a', str(a)),
+                        error_handler=lambda e, box=box: box.setdefault('e', e))
+        pending.append(box)
+        if len(pending) >= 100:
+            wait_until(lambda: all(pending), 30, 'AddDevice replies')
+            addrs += [p['a'] for p in pending if 'a' in p]
+            pending = []
+    wait_until(lambda: all(pending), 30, 'AddDevice replies')
+    addrs += [p['a'] for p in pending if 'a' in p]
+    check(len(addrs) == 1000, '1000 devices added (%d)' % len(addrs))
+    c.start_discovery()
+    wait_until(lambda: len(c.objs.children(c.adapter_path, DEVICE)) >= 1000, 60,
+               '1000 Device1 objects')
+    c.stop_discovery()
+    # 100 connects in flight at once
+    boxes = []
+    for a in addrs[:100]:
+        box = {}
+        c.iface(c.device_path(a), DEVICE).Connect(
+            reply_handler=lambda box=box: box.setdefault('ok', 1),
+            error_handler=lambda e, box=box: box.setdefault('e', e), timeout=60)
+        boxes.append(box)
+    wait_until(lambda: all(boxes), 60, '100 Connect replies')
+    errs = [bx['e'] for bx in boxes if 'e' in bx]
+    check(not errs, '%d connects failed: %s' % (len(errs), errs[:3]))
+    links = sum(int(d['links']) for d in call(b.sim.ListDevices))
+    check(links >= 100, '100 links up (%d)' % links)
+    # still responsive: a full object dump and a read over the 100th link
+    t = time.monotonic()
+    om = dbus.Interface(ctx.bus.get_object('org.bluez', '/'), harness.OM)
+    objs = call(om.GetManagedObjects, timeout=30)
+    check(len(objs) > 1000, 'GetManagedObjects lists everything (%d)' % len(objs))
+    hr = c.find_chrc(addrs[99], SIM_HR)
+    check(c.read(hr) == b'\x00\x48', 'read over link 100')
+    dt = time.monotonic() - t
+    check(dt < 10, 'responsive under load (%.1fs for dump + read)' % dt)
