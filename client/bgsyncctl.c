@@ -69,6 +69,7 @@ typedef struct {
 	/* the consent agent on this connection */
 	BgsDBusConsentAgent1 *agent;
 	gboolean agent_registered;
+	gboolean agent_unregistering;
 	AgentMode agent_mode;
 	GPtrArray *consents;       /* of Consent, pending prompts */
 	guint agent_watch;
@@ -2011,7 +2012,8 @@ handle_cancel (BgsDBusConsentAgent1 *agent, GDBusMethodInvocation *invocation, g
 static void
 agent_unexport (Ctl *ctl)
 {
-	if (ctl->agent != NULL)
+	if (ctl->agent != NULL &&
+	    g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (ctl->agent)) != NULL)
 		g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (ctl->agent));
 	if (ctl->agent_watch != 0) {
 		g_bus_unwatch_name (ctl->agent_watch);
@@ -2031,7 +2033,12 @@ handle_release (BgsDBusConsentAgent1 *agent, GDBusMethodInvocation *invocation, 
 		return TRUE;
 	}
 	bgs_dbus_consent_agent1_complete_release (agent, invocation);
-	if (!ctl->json)
+	/* our own UnregisterConsentAgent: its reply finishes the command */
+	if (ctl->agent_unregistering)
+		return TRUE;
+	if (ctl->json)
+		bgs_shell_print (ctl->shell, "{\"event\":\"agent-released\"}\n");
+	else
 		bgs_shell_print (ctl->shell, "Consent agent released by the bgsync agent\n");
 	agent_unexport (ctl);
 	if (!bgs_shell_is_interactive (ctl->shell))
@@ -2104,6 +2111,7 @@ agent_registered_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error,
 static void
 agent_unregistered_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error, gpointer data)
 {
+	ctl->agent_unregistering = FALSE;
 	agent_unexport (ctl);
 	if (error != NULL) {
 		bgs_shell_done (ctl->shell, report_error (ctl, error));
@@ -2126,6 +2134,7 @@ agent_interrupt_cb (BgsShell *shell, gpointer user_data)
 		bgs_shell_done (shell, EXIT_OK);
 		return;
 	}
+	ctl->agent_unregistering = TRUE;
 	manager_call (ctl, "UnregisterConsentAgent", g_variant_new ("(o)", AGENT_PATH), NULL,
 		      agent_unregistered_cb, NULL);
 }
@@ -2156,6 +2165,7 @@ cmd_agent (BgsShell *shell, int argc, char **argv, gpointer user_data)
 								  "no consent agent registered by this bgsyncctl"));
 			return;
 		}
+		ctl->agent_unregistering = TRUE;
 		manager_call (ctl, "UnregisterConsentAgent", g_variant_new ("(o)", AGENT_PATH), NULL,
 			      agent_unregistered_cb, NULL);
 		return;

@@ -1,0 +1,292 @@
+# test_ctl.py: bgsyncctl one-shot mode against bgsyncd on a private bus:
+# output, the --json shape, and exit codes (see bgsyncctl(1)).
+import json
+import os
+import signal
+import subprocess
+
+from conftest import WATCH1, WATCH2, BAND3, TIMEOUT
+
+OK, ERROR, USAGE, DENIED, CANCELED, FAILED, NOT_RUNNING, NOT_FOUND = range(8)
+
+
+def js(proc):
+    """The single JSON document a one-shot command printed."""
+    lines = [l for l in proc.stdout.splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stdout
+    return json.loads(lines[0])
+
+
+def jlines(text):
+    return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def test_version_and_help(world):
+    r = world.ctl('--version')
+    assert r.returncode == OK
+    assert r.stdout.startswith('bgsyncctl ')
+    r = world.ctl('--help')
+    assert r.returncode == OK
+    for cmd in ('devices', 'request', 'agent', 'history', 'raise'):
+        assert '  %s ' % cmd in r.stdout
+
+
+def test_usage_errors(world):
+    r = world.ctl('--bogus')
+    assert r.returncode == USAGE
+    r = world.ctl('frobnicate')
+    assert r.returncode == USAGE
+    r = world.ctl('register', 'only-a-name')
+    assert r.returncode == USAGE
+    assert 'Usage: register' in r.stderr
+    r = world.ctl('register', 'x', 'weekly', 'test', json=True)
+    assert r.returncode == USAGE
+    assert js(r)['error']['name'] == 'org.bgsync.ctl.Error.Usage'
+    r = world.ctl('--timeout', 'soon', 'devices')
+    assert r.returncode == USAGE
+
+
+def test_devices(world):
+    r = world.ctl('devices')
+    assert r.returncode == OK, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ['ADDRESS', 'MODEL', 'PRESENT']
+    row = next(l for l in lines if l.startswith(WATCH1))
+    assert 'Test Watch' in row and 'TestWatch 1' in row
+    assert '\033[' not in r.stdout  # no colour on a pipe
+
+    d = js(world.ctl('devices', json=True))
+    by_addr = {x['address']: x for x in d['devices']}
+    assert set(by_addr) >= {WATCH1, WATCH2, BAND3}
+    w = by_addr[WATCH1]
+    assert set(w) == {'path', 'address', 'name', 'adapter', 'model', 'model-name', 'present',
+                      'connected', 'rssi', 'last-seen'}
+    assert w['model'] == 'test-watch' and w['model-name'] == 'Test Watch'
+    assert w['present'] is True and w['connected'] is True
+    assert w['adapter'] == 'hci0'
+
+
+def test_register_tasks_unregister(world):
+    r = world.ctl('register', 'sync1', 'device-use', 'test')
+    assert r.returncode == OK, r.stderr
+    assert 'Registered task sync1' in r.stdout
+    t = js(world.ctl('register', 'c1', 'custom', 'test', '--trigger-id', 'trig.x',
+                     '--recurrence', 'always', '--condition', 'network', json=True))
+    assert t['task']['name'] == 'c1' and t['task']['path'].startswith('/org/bgsync/task/')
+
+    tasks = js(world.ctl('tasks', json=True))['tasks']
+    by_name = {x['name']: x for x in tasks}
+    assert by_name['sync1']['trigger'] == 'device-use'
+    assert by_name['sync1']['state'] == 'idle'
+    assert by_name['c1']['custom-trigger'] == 'trig.x'
+    assert by_name['c1']['recurrence'] == 'always'
+    r = world.ctl('tasks')
+    assert 'sync1' in r.stdout and 'custom:trig.x/always' in r.stdout
+
+    r = world.ctl('unregister', 'sync1')
+    assert r.returncode == OK, r.stderr
+    names = [x['name'] for x in js(world.ctl('tasks', json=True))['tasks']]
+    assert 'sync1' not in names
+
+    # a task that does not exist: not found, in text and JSON
+    r = world.ctl('cancel', 'nope')
+    assert r.returncode == NOT_FOUND
+    r = world.ctl('unregister', 'nope', json=True)
+    assert r.returncode == NOT_FOUND
+    assert js(r) == {'error': {'name': 'org.bgsync.Error.NotFound',
+                               'message': "no task named 'nope' (see tasks; register it first)"}}
+
+
+def test_request_without_consent_agent_is_denied(world):
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    r = world.ctl('request', 'sync1', WATCH1)
+    assert r.returncode == DENIED, (r.stdout, r.stderr)
+    assert 'no-consent-agent' in r.stdout
+    r = world.ctl('request', 'sync1', WATCH1, json=True)
+    assert r.returncode == DENIED
+    assert jlines(r.stdout)[-1] == {'event': 'denied', 'task': 'sync1', 'device': WATCH1,
+                                    'result': 'denied-by-system', 'reason': 'no-consent-agent'}
+
+
+def test_request_unknown_device(world):
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    r = world.ctl('request', 'sync1', '11:22:33:44:55:66', json=True)
+    assert r.returncode == NOT_FOUND, r.stdout
+    last = jlines(r.stdout)[-1]
+    assert last['reason'] == 'unknown-device'
+
+
+def test_request_denied_by_user(world):
+    a = world.h.app('app-a')
+    a.become_agent('deny')
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    r = world.ctl('request', 'sync1', WATCH1, json=True)
+    assert r.returncode == DENIED
+    assert jlines(r.stdout)[-1]['result'] == 'denied-by-user'
+    # the agent was asked with the CLI's own identity
+    call = a.agent_calls()[0]
+    assert call[0] == 'org.bgsync.ctl' and call[2] == WATCH1 and call[4] == 'device-use'
+    # the stored denial is listed and can be revoked
+    c = js(world.ctl('consents', json=True))['consents']
+    assert {'app-id': 'org.bgsync.ctl', 'model': 'test-watch', 'allowed': False} .items() <= \
+        next(x for x in c if x['app-id'] == 'org.bgsync.ctl').items()
+    r = world.ctl('revoke', 'org.bgsync.ctl', 'test-watch')
+    assert r.returncode == OK, r.stderr
+    assert not [x for x in js(world.ctl('consents', json=True))['consents']
+                if x['app-id'] == 'org.bgsync.ctl']
+
+
+def test_request_completes_with_progress(world):
+    a = world.h.app('app-a')
+    a.become_agent('allow')
+    world.ctl('register', 'up', 'device-servicing', 'test')
+    chan = world.listener()
+    p = world.popen('request', 'up', WATCH1, '--estimate', '90', '--channel', chan.path,
+                    json=True)
+    try:
+        chan.wait_line('started')
+        chan.send('progress 40 copying')
+        chan.send('complete')
+        out, err = p.communicate(timeout=TIMEOUT)
+    finally:
+        chan.close()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == OK, (out, err)
+    ev = jlines(out)
+    assert ev[0]['event'] == 'allowed'
+    assert {'event': 'progress', 'task': 'up', 'percent': 40, 'status': 'copying',
+            'estimate': 90} in ev
+    assert ev[-1] == {'event': 'completed', 'task': 'up', 'device': WATCH1, 'success': True,
+                      'error': '', 'message': ''}
+    # servicing asks every time and says what to keep in mind
+    call = a.agent_calls()[0]
+    assert call[4] == 'device-servicing' and call[5] == 90
+
+
+def test_request_text_output_without_tty(world):
+    a = world.h.app('app-a')
+    a.become_agent('allow')
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    chan = world.listener()
+    p = world.popen('request', 'sync1', WATCH1, '--channel', chan.path)
+    try:
+        chan.wait_line('started')
+        chan.send('progress 50 half')
+        chan.send('fail broken pipe')
+        out, err = p.communicate(timeout=TIMEOUT)
+    finally:
+        chan.close()
+    assert p.returncode == FAILED, (out, err)
+    assert 'Task sync1 started on ' + WATCH1 in out
+    assert 'Progress: 50% half' in out
+    assert 'Task sync1 failed: broken pipe' in out
+    assert '\r' not in out and '\033[' not in out  # no animation, no colour
+
+
+def test_request_canceled_by_sigint_without_tty(world):
+    a = world.h.app('app-a')
+    a.become_agent('allow')
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    chan = world.listener()
+    p = world.popen('request', 'sync1', WATCH1, '--channel', chan.path, json=True)
+    try:
+        chan.wait_line('started')
+        p.send_signal(signal.SIGINT)
+        chan.wait_line('canceled')
+        out, err = p.communicate(timeout=TIMEOUT)
+    finally:
+        chan.close()
+    assert p.returncode == CANCELED, (out, err)
+    assert jlines(out)[-1] == {'event': 'canceled', 'task': 'sync1', 'device': WATCH1,
+                               'reason': 'abort'}
+    assert 'canceled abort' in chan.lines
+
+
+def test_cancel_from_another_bgsyncctl(world):
+    a = world.h.app('app-a')
+    a.become_agent('allow')
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    chan = world.listener()
+    p = world.popen('request', 'sync1', WATCH1, '--channel', chan.path)
+    try:
+        chan.wait_line('started')
+        r = world.ctl('cancel', 'sync1')
+        assert r.returncode == OK, r.stderr
+        out, err = p.communicate(timeout=TIMEOUT)
+    finally:
+        chan.close()
+    assert p.returncode == CANCELED
+    assert 'Task sync1 canceled (abort)' in out
+
+
+def test_history_and_events(world):
+    a = world.h.app('app-a')
+    a.become_agent('allow')
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    # no channel: the test entry point completes at once with its arguments
+    r = world.ctl('request', 'sync1', WATCH1, '--args', 'hello')
+    assert r.returncode == OK, (r.stdout, r.stderr)
+    h = js(world.ctl('history', '--limit', '5', json=True))['history']
+    path = js(world.ctl('tasks', json=True))['tasks'][0]['path']
+    assert h[0]['task'] in ('sync1', path) and h[0]['result'] == 'completed'
+    assert h[0]['app-id'] == 'org.bgsync.ctl' and h[0]['device'] == WATCH1
+    r = world.ctl('history')
+    assert 'completed' in r.stdout and WATCH1 in r.stdout
+    ev = js(world.ctl('events', 'sync1', json=True))['events']
+    assert isinstance(ev, list)
+    for e in ev:
+        assert set(e) == {'sequence', 'kind', 'data'}
+
+
+def test_raise_needs_root(world):
+    r = world.ctl('raise', 'trig.x', 'data', json=True)
+    if os.getuid() == 0:
+        assert r.returncode == OK, r.stdout
+        assert js(r) == {'started': 0}
+    else:
+        assert r.returncode == DENIED
+        assert js(r)['error']['name'] == 'org.bgsync.Error.NotAuthorized'
+
+
+def test_status(world):
+    r = world.ctl('status')
+    assert r.returncode == OK, r.stderr
+    assert 'Agent: bgsyncd ' in r.stdout
+    assert 'Devices: 3 known, 3 present' in r.stdout
+    s = js(world.ctl('status', json=True))
+    assert s['adapters'] == ['hci0'] and s['devices-present'] == 3
+    assert s['running-tasks'] == [] and s['consent-agent'] is False
+
+
+def test_agent_auto_accept_answers_another_bgsyncctl(world):
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    agent = world.popen('agent', 'on', '--auto-accept', json=True)
+    try:
+        first = agent.stdout.readline()
+        assert json.loads(first) == {'event': 'agent-registered', 'mode': 'auto-accept'}
+        r = world.ctl('request', 'sync1', WATCH2)
+        assert r.returncode == OK, (r.stdout, r.stderr)
+        agent.send_signal(signal.SIGINT)
+        out, err = agent.communicate(timeout=TIMEOUT)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode == OK, err
+    ev = jlines(out)
+    req = next(e for e in ev if e['event'] == 'consent-request')
+    assert req['app-id'] == 'org.bgsync.ctl' and req['device'] == WATCH2
+    assert req['kind'] == 'device-use' and req['model'] == 'Test Watch'
+    assert {'event': 'consent-answer', 'device': WATCH2, 'allow': True,
+            'how': 'auto-accept'} in ev
+    assert ev[-1] == {'event': 'agent-unregistered'}
+
+
+def test_agent_not_running(world):
+    world.h.stop_daemon()
+    r = world.ctl('devices')
+    assert r.returncode == NOT_RUNNING
+    assert 'not running' in r.stderr
+    r = world.ctl('tasks', json=True)
+    assert r.returncode == NOT_RUNNING
+    assert js(r)['error']['name'] == 'org.freedesktop.DBus.Error.ServiceUnknown'
