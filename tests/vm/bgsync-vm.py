@@ -279,6 +279,7 @@ def run_vm(env, name, command, outdir, job_timeout, deadline=None):
         proc.kill()
 
     timer = threading.Timer(vm_timeout, expire)
+    timer.daemon = True  # a SIGTERM'd runner must not wait for it
     timer.start()
     _pid, wstatus, ru = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(wstatus)
@@ -323,6 +324,18 @@ def tail(path, n=40):
     except OSError:
         return f"    ({os.path.basename(path)} missing)\n"
     return "".join("    | " + l for l in lines[-n:])
+
+
+def keep_failure(env, name, attempt, d):
+    """Move a failed attempt to results/failures/ (the last 10 are kept) so a
+    later run of the group does not wipe the evidence of a flake."""
+    root = os.path.join(env.results, "failures")
+    os.makedirs(root, exist_ok=True)
+    dest = os.path.join(root, f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-attempt-{attempt}")
+    shutil.move(d, dest)
+    for old in sorted(os.listdir(root))[:-10]:
+        shutil.rmtree(os.path.join(root, old), ignore_errors=True)
+    return dest
 
 
 def show_failure(res):
@@ -400,6 +413,7 @@ def run_group(env, name, timeout, command, retries=1, deadline=None):
                 log(f"[{name}] FLAKY: failed, then passed on retry; "
                     f"first failure kept in {attempts[0]['dir']}")
             break
+        res["dir"] = keep_failure(env, name, attempt, res["dir"])
         show_failure(res)
     return attempts
 

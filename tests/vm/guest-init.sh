@@ -15,6 +15,7 @@ status() { echo "$*" >> "$R/status"; }
 
 finish() {
 	status "end=$(up)"
+	dmesg > "$R/dmesg.log" 2>&1
 	for p in $BGSVM_PIDS; do kill "$p" 2>/dev/null; done
 	# give bluetoothd and btmon a moment to flush, bounded
 	i=0
@@ -59,8 +60,12 @@ status "modules=$(up)"
 
 btmon -w "$R/hci.btsnoop" > /dev/null 2> "$R/btmon.log" &
 BTMON_PID=$!
-/usr/libexec/bluetooth/bluetoothd -n -E -d -f "$BGSVM_SRC/tests/vm/main.conf" > "$R/bluetoothd.log" 2>&1 &
+# -E: AdvertisementMonitorManager1 is experimental in 5.66; -d: debug log
+export BGSYNC_VM_BLUETOOTHD="/usr/libexec/bluetooth/bluetoothd -n -E -d -f $BGSVM_SRC/tests/vm/main.conf"
+$BGSYNC_VM_BLUETOOTHD > "$R/bluetoothd.log" 2>&1 &
 BLUETOOTHD_PID=$!
+# vmctl.py restart-bluetoothd replaces it and updates this file
+echo "$BLUETOOTHD_PID" > /run/vm/bluetoothd.pid
 BGSVM_PIDS="$BLUETOOTHD_PID $BTMON_PID $BGSVM_PIDS"
 
 # stack.py starts btvirt once bluetoothd is on the bus (again if a controller
@@ -77,7 +82,6 @@ set -a
 set +a
 export BGSYNC_VM=1 BGSYNC_VM_RESULTS="$R" BGSYNC_VM_GROUP="$BGSVM_GROUP"
 export BGSYNC_SRC="$BGSVM_SRC" BGSYNC_BUILD="$BGSVM_BUILD"
-export BGSYNC_BLUETOOTHD_PID="$BLUETOOTHD_PID"
 mkdir -p "$R/artifacts"
 cd "$R/artifacts" || fail_stack "cd"
 timeout -k 5 "$BGSVM_JOB_TIMEOUT" /bin/sh "$R/job.sh" > "$R/job.log" 2>&1 < /dev/null
@@ -85,11 +89,15 @@ rc=$?
 status "job_exit=$rc"
 status "job_end=$(up)"
 say "job exited $rc"
-if kill -0 "$BLUETOOTHD_PID" 2>/dev/null; then
+BLUETOOTHD_PID=$(cat /run/vm/bluetoothd.pid)
+# a zombie (restarted by vmctl.py, reparented to us) is dead too
+if kill -0 "$BLUETOOTHD_PID" 2>/dev/null && \
+	! grep -q '^State:.*Z' "/proc/$BLUETOOTHD_PID/status" 2>/dev/null; then
 	status "bluetoothd=alive"
 else
-	wait "$BLUETOOTHD_PID"
+	wait "$BLUETOOTHD_PID" 2>/dev/null
 	status "bluetoothd=dead rc=$?"
 	say "bluetoothd DIED during the job"
 fi
+BGSVM_PIDS="$BLUETOOTHD_PID $BGSVM_PIDS"
 finish

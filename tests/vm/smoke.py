@@ -24,7 +24,7 @@ T0 = time.monotonic()
 
 
 def step(msg):
-    print(f"smoke [{time.monotonic() - T0:6.2f}s] {msg}", flush=True)
+    print(f"{os.path.basename(sys.argv[0])} [{time.monotonic() - T0:6.2f}s] {msg}", flush=True)
 
 
 class Fail(Exception):
@@ -64,20 +64,28 @@ def wait_until(bus, cond, timeout, what):
 
 
 def start_peripheral(adapter, timeout):
+    """Start peripheral.py, wait (bounded) for its READY line."""
     p = subprocess.Popen([sys.executable, peripheral.__file__, "--adapter", adapter],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    fd = p.stdout.fileno()
     deadline = time.monotonic() + timeout
+    buf = b""
     while True:
+        # raw reads: a buffered readline() could swallow READY behind select()
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            line = line.decode(errors="replace")
+            print("  " + line, flush=True)
+            if line.strip() == "READY":
+                return p
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([p.stdout], [], [], left)[0]:
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
             p.kill()
             raise Fail(f"peripheral not READY within {timeout}s")
-        line = p.stdout.readline()
-        if not line:
+        chunk = os.read(fd, 4096)
+        if not chunk:
             raise Fail(f"peripheral exited ({p.wait()}) before READY")
-        print("  " + line.rstrip(), flush=True)
-        if line.strip() == "READY":
-            return p
+        buf += chunk
 
 
 def main():
@@ -94,6 +102,10 @@ def main():
             raise Fail(f"{hci} not in org.bluez ObjectManager: {sorted(ads)}")
         if not a["Powered"]:
             raise Fail(f"{hci} not powered")
+        # bluetoothd -E: the experimental monitor API that bgsync uses
+        if "org.bluez.AdvertisementMonitorManager1" not in objs[dbus.ObjectPath(
+                f"/org/bluez/{hci}")]:
+            raise Fail(f"{hci} has no AdvertisementMonitorManager1 (bluetoothd without -E?)")
     peer_addr = str(ads["/org/bluez/hci1"]["Address"])
     step(f"adapters: hci0 {ads['/org/bluez/hci0']['Address']}, hci1 {peer_addr}")
 
@@ -103,13 +115,18 @@ def main():
     try:
         return central(bus, peer_addr)
     finally:
-        periph.terminate()
-        try:
-            out, _ = periph.communicate(timeout=10)
-            for line in out.splitlines():
-                print("  " + line, flush=True)
-        except subprocess.TimeoutExpired:
-            periph.kill()
+        stop_peripheral(periph)
+
+
+def stop_peripheral(periph):
+    periph.terminate()
+    try:
+        out, _ = periph.communicate(timeout=10)
+        for line in out.decode(errors="replace").splitlines():
+            print("  " + line, flush=True)
+    except subprocess.TimeoutExpired:
+        periph.kill()
+        periph.wait()
 
 
 def central(bus, peer_addr):

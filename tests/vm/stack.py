@@ -159,11 +159,25 @@ def ready(args):
                            capture_output=True, text=True, timeout=left())
         log(f"btmgmt --index {i} connectable on: rc={r.returncode} "
             f"{r.stdout.strip()} {r.stderr.strip()}")
-        props = dbus.Interface(bus.get_object(BLUEZ, path), PROPS)
-        props.Set(ADAPTER, "Powered", dbus.Boolean(True))
 
-    if not wait_until(lambda: all(bool(adapters(bus).get(p, {}).get("Powered"))
-                                  for p in want), left(), "adapters powered"):
+    # main.conf's AutoEnable powers them; a Set while that is in flight fails
+    # with org.bluez.Error.Busy, so only set what is still off once it settles
+    def powered():
+        return all(bool(adapters(bus).get(p, {}).get("Powered")) for p in want)
+    for _ in range(3):
+        if wait_until(powered, min(left(), 10), "adapters powered (AutoEnable)"):
+            break
+        for path in want:
+            if adapters(bus).get(path, {}).get("Powered"):
+                continue
+            try:
+                dbus.Interface(bus.get_object(BLUEZ, path), PROPS).Set(
+                    ADAPTER, "Powered", dbus.Boolean(True))
+                log(f"{path}: Powered set")
+            except dbus.DBusException as e:
+                log(f"{path}: Powered: {e.get_dbus_name()} {e}")
+    if not powered():
+        log(f"adapters not powered: {adapters(bus)}")
         return 1
     ads = adapters(bus)
     with open(args.env, "a") as f:
