@@ -170,7 +170,7 @@ shell_vprint (BgsShell *shell, FILE *stream, const char *format, va_list args)
 
 	fflush (stdout);
 	status_erase (shell);
-	if (shell->prompt != NULL && shell->in_tty) {
+	if (shell->prompt != NULL && shell->in_tty && !shell->dispatching) {
 		/* take the prompt and what was typed off the screen, print, put back */
 		point = rl_point;
 		saved = rl_copy_text (0, rl_end);
@@ -215,11 +215,9 @@ bgs_shell_status (BgsShell *shell, const char *text)
 	if (!shell->out_tty)
 		return;
 	if (text == NULL) {
-		if (shell->status_shown) {
-			fputs ("\n", stdout);
-			fflush (stdout);
-			shell->status_shown = FALSE;
-		}
+		/* the line goes away: what it said is printed as a result */
+		status_erase (shell);
+		fflush (stdout);
 		g_clear_pointer (&shell->status_text, g_free);
 		return;
 	}
@@ -249,7 +247,10 @@ bgs_shell_print_help (BgsShell *shell, const char *command)
 		if (c->shell_only && !shell->interactive)
 			continue;
 		left = g_strdup_printf ("%s %s", c->name, c->arg_hint ? c->arg_hint : "");
-		bgs_shell_print (shell, "  %-44s %s\n", left, c->description);
+		if (strlen (left) > 44)
+			bgs_shell_print (shell, "  %s\n  %-44s %s\n", left, "", c->description);
+		else
+			bgs_shell_print (shell, "  %-44s %s\n", left, c->description);
 	}
 }
 
@@ -316,8 +317,9 @@ rl_line_cb (char *line)
 		shell_execute (shell, line);
 	}
 	free (line);
-	shell->dispatching = FALSE;
+	/* still dispatching: the accepted line is not a half-typed one */
 	shell_update_input (shell);
+	shell->dispatching = FALSE;
 }
 
 static void
@@ -436,7 +438,7 @@ shell_update_input (BgsShell *shell)
 		return;
 	if (shell->prompt != NULL) {
 		/* keep a half-typed command line while a question is asked */
-		if (g_strcmp0 (shell->prompt, SHELL_PROMPT) == 0 && rl_end > 0) {
+		if (g_strcmp0 (shell->prompt, SHELL_PROMPT) == 0 && rl_end > 0 && !shell->dispatching) {
 			g_free (shell->saved_line);
 			shell->saved_line = rl_copy_text (0, rl_end);
 		}
@@ -452,7 +454,9 @@ shell_update_input (BgsShell *shell)
 			g_free (shell->prompt);
 			shell->prompt = g_strdup (want);
 			status_erase (shell);
-			rl_forced_update_display ();
+			/* after a line readline shows the new prompt by itself */
+			if (!shell->dispatching)
+				rl_forced_update_display ();
 			return;
 		}
 		rl_callback_handler_remove ();
@@ -566,6 +570,13 @@ bgs_shell_done (BgsShell *shell, int status)
 	/* inside a line handler the caller updates input afterwards */
 	if (!shell->dispatching)
 		shell_update_input (shell);
+}
+
+void
+bgs_shell_quit (BgsShell *shell)
+{
+	shell->quit = TRUE;
+	g_main_loop_quit (shell->loop);
 }
 
 void

@@ -55,6 +55,8 @@ void bgs_shell_done (BgsShell *shell, int status);
  * on): the prompt comes back; in one-shot mode it keeps the program alive
  * until bgs_shell_done() */
 void bgs_shell_release_prompt (BgsShell *shell);
+/* leaves the interactive shell after the running command */
+void bgs_shell_quit (BgsShell *shell);
 void bgs_shell_set_interrupt (BgsShell *shell, BgsShellInterrupt func, gpointer user_data);
 
 /* asks on the terminal; answers come in order of asking. Returns an id

@@ -2612,14 +2612,9 @@ cmd_help (BgsShell *shell, int argc, char **argv, gpointer user_data)
 static void
 cmd_quit (BgsShell *shell, int argc, char **argv, gpointer user_data)
 {
-	Ctl *ctl = user_data;
-
-	if (ctl->agent_registered)
-		g_dbus_connection_call_sync (ctl->bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE,
-					     "UnregisterConsentAgent", g_variant_new ("(o)", AGENT_PATH),
-					     NULL, G_DBUS_CALL_FLAGS_NONE, 2000, NULL, NULL);
+	/* main() unregisters a consent agent on the way out */
 	bgs_shell_done (shell, EXIT_OK);
-	exit (EXIT_OK);
+	bgs_shell_quit (shell);
 }
 
 static const BgsShellCommand commands[] = {
