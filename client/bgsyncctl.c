@@ -77,6 +77,7 @@ typedef struct {
 	/* monitor */
 	guint monitor_subs[3];
 	guint monitor_watch;
+	gboolean monitor_agent_seen;
 	GHashTable *task_names;    /* path -> name */
 	GHashTable *device_addrs;  /* path -> address */
 	Follow *follow;
@@ -2344,6 +2345,7 @@ monitor_stop (Ctl *ctl)
 		g_bus_unwatch_name (ctl->monitor_watch);
 		ctl->monitor_watch = 0;
 	}
+	ctl->monitor_agent_seen = FALSE;
 }
 
 static void
@@ -2360,6 +2362,7 @@ monitor_vanished_cb (GDBusConnection *bus, const char *name, gpointer user_data)
 {
 	Ctl *ctl = user_data;
 
+	ctl->monitor_agent_seen = TRUE;
 	if (ctl->json)
 		bgs_shell_print (ctl->shell, "{\"event\":\"agent-stopped\"}\n");
 	else
@@ -2371,7 +2374,14 @@ monitor_appeared_cb (GDBusConnection *bus, const char *name, const char *owner, 
 {
 	Ctl *ctl = user_data;
 
-	if (!ctl->json)
+	/* the first call only says it was there when monitoring began */
+	if (!ctl->monitor_agent_seen) {
+		ctl->monitor_agent_seen = TRUE;
+		return;
+	}
+	if (ctl->json)
+		bgs_shell_print (ctl->shell, "{\"event\":\"agent-started\"}\n");
+	else
 		bgs_shell_print (ctl->shell, "[NEW] The bgsync agent is on the bus (%s)\n", owner);
 }
 
@@ -2390,7 +2400,10 @@ monitor_devices_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error, 
 			g_variant_unref (props);
 		}
 	}
-	if (!ctl->json)
+	/* subscribed and known to the agent: say so, scripts wait for it */
+	if (ctl->json)
+		bgs_shell_print (ctl->shell, "{\"event\":\"monitoring\"}\n");
+	else
 		bgs_shell_print (ctl->shell, "Monitoring devices and bgsyncctl's tasks; Ctrl-C to stop\n");
 	bgs_shell_set_interrupt (ctl->shell, monitor_interrupt_cb, ctl);
 }

@@ -290,3 +290,69 @@ def test_agent_not_running(world):
     r = world.ctl('tasks', json=True)
     assert r.returncode == NOT_RUNNING
     assert js(r)['error']['name'] == 'org.freedesktop.DBus.Error.ServiceUnknown'
+
+
+def test_monitor_shows_presence_and_own_task_events(world):
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    a = world.h.app('app-a')
+    a.become_agent('allow')
+    mon = world.popen('monitor', json=True)
+    try:
+        assert json.loads(mon.stdout.readline()) == {'event': 'monitoring'}
+        world.h.disconnect_device(WATCH2)
+        ev = json.loads(mon.stdout.readline())
+        while ev.get('device') != WATCH2:
+            ev = json.loads(mon.stdout.readline())
+        assert ev['event'] == 'device-changed'
+        assert ev['path'].startswith('/org/bgsync/device/')
+        # a task of bgsyncctl (another process, same app): its events show
+        r = world.ctl('request', 'sync1', WATCH1, '--args', 'x')
+        assert r.returncode == OK, r.stderr
+        seen = []
+        while not seen or seen[-1]['event'] != 'task-completed':
+            seen.append(json.loads(mon.stdout.readline()))
+        assert seen[-1]['task'] == 'sync1'
+        assert seen[-1]['args'][0] is True
+        mon.send_signal(signal.SIGINT)
+        mon.communicate(timeout=TIMEOUT)
+    finally:
+        if mon.poll() is None:
+            mon.kill()
+    assert mon.returncode == OK
+
+
+def test_monitor_text(world):
+    mon = world.popen('monitor')
+    try:
+        assert mon.stdout.readline().startswith('Monitoring devices')
+        world.h.disconnect_device(WATCH2)
+        line = mon.stdout.readline()
+        while WATCH2 not in line:
+            line = mon.stdout.readline()
+        assert line.startswith('[CHG] Device %s ' % WATCH2)
+        mon.send_signal(signal.SIGINT)
+        mon.communicate(timeout=TIMEOUT)
+    finally:
+        if mon.poll() is None:
+            mon.kill()
+    assert mon.returncode == OK
+
+
+def test_shell_reads_commands_from_a_pipe(world):
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    r = subprocess.run(
+        [world.ctl_path, '--session'], env=world.env, input='devices\ntasks\nbogus\n',
+        capture_output=True, text=True, timeout=TIMEOUT)
+    # no prompt on a pipe; the commands' output in order; the last status
+    assert '[bgsync]#' not in r.stdout
+    assert r.stdout.index(WATCH1) < r.stdout.index('sync1')
+    assert 'Invalid command: bogus' in r.stderr
+    assert r.returncode == USAGE
+
+
+def test_input_file_that_does_not_exist(world):
+    world.ctl('register', 'fw', 'device-servicing', 'test')
+    r = world.ctl('request', 'fw', WATCH1, '--input', '/nonexistent/image.bin', json=True)
+    assert r.returncode == NOT_FOUND
+    assert js(r)['error']['name'] == 'org.bgsync.Error.NotFound'
+    assert '/nonexistent/image.bin' in js(r)['error']['message']
