@@ -356,3 +356,38 @@ def test_input_file_that_does_not_exist(world):
     assert r.returncode == NOT_FOUND
     assert js(r)['error']['name'] == 'org.bgsync.Error.NotFound'
     assert '/nonexistent/image.bin' in js(r)['error']['message']
+
+
+BASH_COMPLETION = '/usr/share/bash-completion/bash_completion'
+COMPLETION = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'data',
+                          'bash-completion', 'bgsyncctl')
+
+
+def complete(world, *words):
+    """COMPREPLY of the bash completion for the command line @words (the
+    last one is being completed); with the bash-completion package when it
+    is installed, else plain bash."""
+    pre = ('source %s; ' % BASH_COMPLETION) if os.path.exists(BASH_COMPLETION) else ''
+    script = (pre + 'source %s; COMP_WORDS=(%s); COMP_CWORD=%d; '
+              'COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}; '
+              '_bgsyncctl; printf "%%s\\n" "${COMPREPLY[@]}"' % (
+                  COMPLETION, ' '.join("'%s'" % w for w in words), len(words) - 1))
+    env = dict(world.env)
+    env['PATH'] = os.path.dirname(world.ctl_path) + ':' + env.get('PATH', '/usr/bin:/bin')
+    r = subprocess.run(['bash', '-c', script], env=env, capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    return sorted(l for l in r.stdout.splitlines() if l)
+
+
+def test_bash_completion(world):
+    world.ctl('register', 'sync-one', 'device-use', 'test')
+    assert complete(world, 'bgsyncctl', 're') == ['register', 'request', 'revoke']
+    assert complete(world, 'bgsyncctl', '--se') == ['--session']
+    assert complete(world, 'bgsyncctl', '--session', 'request', 's') == ['sync-one']
+    assert complete(world, 'bgsyncctl', '--session', 'request', 'sync-one', 'AA') == \
+        [WATCH1, WATCH2, BAND3]
+    assert complete(world, 'bgsyncctl', 'agent', 'on', '--auto-') == \
+        ['--auto-accept', '--auto-deny']
+    assert complete(world, 'bgsyncctl', 'register', 'x', 'dev') == \
+        ['device-servicing', 'device-use']
