@@ -20,7 +20,8 @@
 #   {"op": "exit"}
 # Unsolicited (proxy -> test):
 #   {"type": "ready", "pid", "uid", "unique_name", "exe"}
-#   {"type": "signal", "sender", "path", "iface", "member", "args"}
+#   {"type": "signal", "sender", "path", "iface", "member", "args"}  (org.bgsync.*
+#        signals and PropertiesChanged of org.bgsync.* interfaces)
 #   {"type": "agent", "member": "RequestConsent"|"Cancel"|"Release", "args"}
 #
 # Argument encoding: JSON values are converted along the D-Bus signature;
@@ -236,7 +237,12 @@ class Proxy:
         # (the list closes them when freed, after the reply)
 
     def on_signal(self, conn, sender, path, iface, member, params):
-        if iface == 'org.freedesktop.DBus' or not iface.startswith('org.bgsync'):
+        # the agent's own signals, and property changes of its objects (so a
+        # test waiting on a property wakes up when it changes)
+        if iface == 'org.freedesktop.DBus.Properties' and member == 'PropertiesChanged':
+            if not params[0].startswith('org.bgsync'):
+                return
+        elif not iface.startswith('org.bgsync'):
             return
         self.send({'type': 'signal', 'sender': sender, 'path': path, 'iface': iface,
                    'member': member, 'args': jsonable(params.unpack())})

@@ -4,10 +4,16 @@
 #          changes the agent's config with @pytest.mark.config(Section={...})
 #   a, b   app proxies of App A (privileged for both models) and App B
 #
+# Each test gets a fresh /tmp/bgsync-it-XXXX (removed afterwards unless
+# BGS_KEEP_TMP=1) holding the bus socket, config, manifests, state and logs.
+#
 # BGSYNCD names the daemon binary (meson sets it); without it every test is
-# skipped. The agent must exit 0 on SIGTERM at the end of each test.
+# skipped. The agent must exit 0 on SIGTERM at the end of each test and log
+# no CRITICAL (BGS_ALLOW_CRITICALS=1 turns that check off while debugging).
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -20,9 +26,19 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'root: needs root (runs an app as another uid)')
 
 
+# not pytest's tmp_path: its parent is 0700 and one test runs an app as
+# nobody, which must reach the interpreter copies and the bus socket
+def _tmpdir(prefix):
+    d = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get('BGS_TMPDIR', '/tmp'))
+    os.chmod(d, 0o755)
+    return d
+
+
 @pytest.fixture(scope='session')
-def bindir(tmp_path_factory):
-    return harness.make_bindir(str(tmp_path_factory.mktemp('bin')))
+def bindir():
+    d = _tmpdir('bgsync-it-bin-')
+    yield harness.make_bindir(d)
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def pytest_runtest_setup(item):
@@ -35,10 +51,13 @@ def pytest_runtest_setup(item):
 
 
 @pytest.fixture
-def bg(request, bindir, tmp_path):
+def bg(request, bindir):
     marker = request.node.get_closest_marker('config')
     config = marker.kwargs if marker else {}
-    h = harness.Harness(str(tmp_path), bindir, config)
+    tmp = _tmpdir('bgsync-it-')
+    request.addfinalizer(lambda: os.environ.get('BGS_KEEP_TMP') == '1' or
+                         shutil.rmtree(tmp, ignore_errors=True))
+    h = harness.Harness(tmp, bindir, config)
     try:
         h.start()
     except BaseException:
@@ -51,6 +70,9 @@ def bg(request, bindir, tmp_path):
     print(h.log_tail())
     if expected and status != 0:
         pytest.fail('bgsyncd did not exit cleanly on SIGTERM: status %s' % status)
+    criticals = h.log_criticals()
+    if criticals and os.environ.get('BGS_ALLOW_CRITICALS') != '1':
+        pytest.fail('bgsyncd logged criticals:\n' + '\n'.join(criticals))
 
 
 @pytest.fixture

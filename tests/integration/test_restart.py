@@ -1,0 +1,63 @@
+# The agent stopping and starting again with the same state directory.
+import signal
+
+from harness import APP_A, BAND3, WATCH1, WATCH2, start_run
+
+
+def test_restart_keeps_registrations_consents_and_events(bg, a):
+    a.become_agent('allow')
+    t_done = a.register('done')
+    t_idle = a.register('idle', 'device-servicing')
+    # a finished run whose events nobody took
+    t, ch = start_run(bg, a, task=t_done, device=WATCH2)
+    ch.send('progress 50 half')
+    ch.send('complete')
+    a.wait_signal('Completed', t_done)
+    a.wait_state(t_done, 'idle')
+    # and one running when the agent stops
+    t_run, ch_run = start_run(bg, a, name='running', device=BAND3)
+    assert len(a.agent_calls()) == 2
+    before = a.get_tasks()
+
+    assert bg.stop_daemon(signal.SIGTERM) == 0
+    ch_run.wait_line('canceled terminating')
+    a.wait_agent_call('Release')  # the agent was told it is no longer registered
+    bg.start_daemon()
+
+    after = a.get_tasks()
+    assert set(after) == set(before)
+    for path in before:
+        assert after[path]['Name'] == before[path]['Name']
+        assert after[path]['Trigger'] == before[path]['Trigger']
+    assert after[t_run]['State'] == 'idle'
+    # queued events survived, and the interrupted run was recorded
+    ev = a.take_events(t_done)
+    assert [e[1] for e in ev] == ['progress', 'completed']
+    ev = a.take_events(t_run)
+    assert ev[-1][1] == 'canceled' and ev[-1][2]['reason'] == 'terminating'
+    hist = {h['task']: h for h in a.manager('GetHistory', 'u', 0)[0]}
+    assert (hist[t_run]['result'], hist[t_run]['reason']) == ('canceled', 'terminating')
+    # consents survived: no agent is asked (register one that would answer)
+    consents = a.manager('GetConsents')[0]
+    assert sorted((c[2], c[3]) for c in consents) == [('other-band', True), ('test-watch', True)]
+    calls = len(a.agent_calls())
+    a.become_agent('deny')
+    ch2 = bg.channel()
+    assert a.request(t_done, WATCH1, channel=ch2) == ('allowed', '')
+    assert len(a.agent_calls()) == calls
+    # re-registering a name returns the same object as before the restart
+    assert a.register('idle', 'device-servicing') == t_idle
+
+
+def test_crash_recovery_records_terminating(bg, a):
+    a.become_agent('allow')
+    t, ch = start_run(bg, a)
+    bg.stop_daemon(signal.SIGKILL)
+    bg.start_daemon()
+    assert t in a.get_tasks()
+    a.wait_state(t, 'idle')
+    ev = a.take_events(t)
+    assert ev and ev[-1][1] == 'canceled' and ev[-1][2]['reason'] == 'terminating', ev
+    h = a.manager('GetHistory', 'u', 1)[0][0]
+    assert (h['result'], h['reason']) == ('canceled', 'terminating')
+    assert h['ended'] > 0
