@@ -403,11 +403,13 @@ shell_update_input (BgsShell *shell)
 		Question *q = active_question (shell);
 		gboolean need = !shell->eof && (q != NULL || shell->interactive);
 
-		/* questions still show, so a script or log sees what was asked */
+		/* questions still show (on stderr, like read -p: stdout may be
+		 * JSON), so a script or log sees what was asked */
 		if (q != NULL && g_strcmp0 (shell->prompt, q->text) != 0) {
 			status_erase (shell);
-			fputs (q->text, stdout);
 			fflush (stdout);
+			fputs (q->text, stderr);
+			fputs ("\n", stderr);
 		}
 		g_free (shell->prompt);
 		shell->prompt = NULL;

@@ -913,6 +913,7 @@ struct _Follow {
 	gint64 started;
 	guint question;
 	gboolean cancel_sent;
+	gboolean vanished;
 	guint last_printed_percent;
 	char *last_printed_status;
 };
@@ -1127,17 +1128,15 @@ follow_vanished_cb (GDBusConnection *bus, const char *name, gpointer user_data)
 {
 	Follow *f = user_data;
 
+	/* a Request still in flight fails with the agent: request_cb ends it */
+	if (!f->replied) {
+		f->vanished = TRUE;
+		return;
+	}
 	follow_end (f, EXIT_NOT_RUNNING,
 		    g_strdup_printf ("%sThe bgsync agent stopped%s while following task %s",
 				     C_RED (f->ctl), C_OFF (f->ctl), f->name),
 		    end_json (f, "agent-stopped", FALSE, NULL, NULL, "terminating"));
-	/* a Request still in flight fails with the connection; finish now */
-	if (!f->replied) {
-		f->replied = TRUE;
-		f->ended = FALSE;
-		follow_end (f, f->end_status, g_steal_pointer (&f->end_text),
-			    g_steal_pointer (&f->end_json));
-	}
 }
 
 static void
@@ -1243,10 +1242,19 @@ request_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error, gpointer
 	Follow *f = data;
 	const char *result, *reason;
 
-	if (f->ended && f->replied)
-		return; /* the agent vanished and we finished already */
 	if (error != NULL) {
-		int status = report_error (ctl, error);
+		g_autofree char *remote = g_dbus_error_get_remote_error (error);
+		int status;
+
+		bgs_shell_status (ctl->shell, NULL);
+		/* the agent left while we waited (crash, stop): say that */
+		if (f->vanished && status_for_error_name (remote) != EXIT_NOT_RUNNING) {
+			g_autofree char *msg = g_strdup_printf ("the bgsync agent left the bus before answering the request of task %s",
+								f->name);
+			status = report_error_name (ctl, CTL_ERROR_NOT_RUNNING, msg);
+		} else {
+			status = report_error (ctl, error);
+		}
 
 		f->replied = TRUE;
 		f->ended = TRUE;

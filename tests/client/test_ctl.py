@@ -391,3 +391,57 @@ def test_bash_completion(world):
         ['--auto-accept', '--auto-deny']
     assert complete(world, 'bgsyncctl', 'register', 'x', 'dev') == \
         ['device-servicing', 'device-use']
+
+
+def test_agent_answers_from_a_pipe(world):
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    agent = world.popen('agent', 'on', json=True, stdin=subprocess.PIPE)
+    try:
+        assert json.loads(agent.stdout.readline())['event'] == 'agent-registered'
+        # answers wait in the pipe until a question reads them
+        agent.stdin.write('y\n')
+        agent.stdin.flush()
+        r = world.ctl('request', 'sync1', WATCH1)
+        assert r.returncode == OK, (r.stdout, r.stderr)
+        agent.send_signal(signal.SIGINT)
+        out, err = agent.communicate(timeout=TIMEOUT)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    ev = jlines(out)
+    assert {'event': 'consent-answer', 'device': WATCH1, 'allow': True, 'how': 'answered'} in ev
+
+
+def test_agent_stops_while_waiting_for_consent(world):
+    a = world.h.app('app-a')
+    a.become_agent('hold')
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    p = world.popen('request', 'sync1', WATCH1, json=True)
+    try:
+        a.wait_agent_call()
+        world.h.stop_daemon()
+        out, err = p.communicate(timeout=TIMEOUT)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == NOT_RUNNING, (out, err)
+    assert jlines(out)[-1]['error']['name'] in ('org.bgsync.ctl.Error.AgentNotRunning',
+                                                'org.freedesktop.DBus.Error.ServiceUnknown')
+
+
+def test_agent_stops_while_following(world):
+    a = world.h.app('app-a')
+    a.become_agent('allow')
+    world.ctl('register', 'sync1', 'device-use', 'test')
+    chan = world.listener()
+    p = world.popen('request', 'sync1', WATCH1, '--channel', chan.path)
+    try:
+        chan.wait_line('started')
+        world.h.stop_daemon()
+        out, err = p.communicate(timeout=TIMEOUT)
+    finally:
+        chan.close()
+        if p.poll() is None:
+            p.kill()
+    # the agent cancels running tasks when it stops; either way the CLI ends
+    assert p.returncode in (NOT_RUNNING, CANCELED), (out, err)
