@@ -2626,8 +2626,40 @@ cmd_status (BgsShell *shell, int argc, char **argv, gpointer user_data)
 static void
 cmd_help (BgsShell *shell, int argc, char **argv, gpointer user_data)
 {
-	bgs_shell_print_help (shell, argc > 1 ? argv[1] : NULL);
-	bgs_shell_done (shell, argc > 1 && bgs_shell_lookup (shell, argv[1]) == NULL ? EXIT_USAGE : EXIT_OK);
+	Ctl *ctl = user_data;
+	const char *only = argc > 1 ? argv[1] : NULL;
+
+	if (only != NULL && bgs_shell_lookup (shell, only) == NULL) {
+		g_autofree char *msg = g_strdup_printf ("no such command: %s", only);
+		bgs_shell_done (shell, report_error_name (ctl, CTL_ERROR_USAGE, msg));
+		return;
+	}
+	if (ctl->json) {
+		g_autoptr(JsonBuilder) b = json_builder_new ();
+
+		json_builder_begin_object (b);
+		json_builder_set_member_name (b, "commands");
+		json_builder_begin_array (b);
+		for (const BgsShellCommand *c = bgs_shell_get_commands (shell); c->name != NULL; c++) {
+			if ((only != NULL && !g_str_equal (only, c->name)) ||
+			    (c->shell_only && !bgs_shell_is_interactive (shell)))
+				continue;
+			json_builder_begin_object (b);
+			json_builder_set_member_name (b, "name");
+			json_builder_add_string_value (b, c->name);
+			json_builder_set_member_name (b, "arguments");
+			json_builder_add_string_value (b, c->arg_hint ? c->arg_hint : "");
+			json_builder_set_member_name (b, "description");
+			json_builder_add_string_value (b, c->description);
+			json_builder_end_object (b);
+		}
+		json_builder_end_array (b);
+		json_builder_end_object (b);
+		print_builder (ctl, b);
+	} else {
+		bgs_shell_print_help (shell, only);
+	}
+	bgs_shell_done (shell, EXIT_OK);
 }
 
 static void
@@ -2663,7 +2695,7 @@ static const BgsShellCommand commands[] = {
 	{ "raise", "<trigger-id> [data]", "Raise a custom trigger (root)", NULL, cmd_raise },
 	{ "status", "", "Show the agent's version, adapters, present devices and running tasks",
 	  NULL, cmd_status },
-	{ "help", "[command]", "Show help for all commands or one", complete_help, cmd_help, TRUE },
+	{ "help", "[command]", "Show help for all commands or one", complete_help, cmd_help },
 	{ "quit", "", "Leave the shell", NULL, cmd_quit, TRUE },
 	{ "exit", "", "Leave the shell", NULL, cmd_quit, TRUE },
 	{ NULL }
@@ -2760,6 +2792,12 @@ main (int argc, char **argv)
 	ctl.shell = bgs_shell_new (commands, &ctl);
 
 	ctl.bus = g_bus_get_sync (ctl.session ? G_BUS_TYPE_SESSION : G_BUS_TYPE_SYSTEM, NULL, &error);
+	/* help needs no agent */
+	if (ctl.bus == NULL && i < argc && g_str_equal (argv[i], "help")) {
+		status = bgs_shell_run_once (ctl.shell, argc - i, argv + i);
+		bgs_shell_free (ctl.shell);
+		return status;
+	}
 	if (ctl.bus == NULL) {
 		g_autofree char *msg = g_strdup_printf ("cannot connect to the %s bus: %s",
 							ctl.session ? "session" : "system",

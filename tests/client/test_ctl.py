@@ -31,6 +31,17 @@ def test_version_and_help(world):
         assert '  %s ' % cmd in r.stdout
 
 
+def test_help_command(world):
+    r = world.ctl('help', 'request')
+    assert r.returncode == OK
+    assert r.stdout.startswith('request <task> <device> [--estimate SECS]')
+    h = js(world.ctl('help', json=True))['commands']
+    assert [c['name'] for c in h][:3] == ['devices', 'monitor', 'tasks']
+    assert 'quit' not in [c['name'] for c in h]  # shell only
+    assert set(h[0]) == {'name', 'arguments', 'description'}
+    assert world.ctl('help', 'nope').returncode == USAGE
+
+
 def test_usage_errors(world):
     r = world.ctl('--bogus')
     assert r.returncode == USAGE
