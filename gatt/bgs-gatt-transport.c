@@ -16,6 +16,8 @@
 #define CONNECT_ATTEMPTS 3
 #define ATT_HEADER 3
 #define MAX_ATT_MTU 517
+/* an attribute value is at most 512 bytes, whatever the MTU (Core 5.3 Vol 3 F 3.2.9) */
+#define MAX_ATT_VALUE 512
 /* bounded: a stalled link must not grow the queue without limit */
 #define MAX_QUEUED_PACKETS 4096
 
@@ -41,6 +43,7 @@ struct _BgsGattTransport {
 	gboolean notifying;          /* StartNotify fallback active */
 	GQueue *out;                 /* GBytes waiting for the link */
 	gboolean write_in_flight;    /* WriteValue fallback: one at a time, in order */
+	gsize in_flight_len;
 	gboolean connected;
 	GCancellable *cancellable;   /* everything in flight on this link */
 };
@@ -200,6 +203,8 @@ write_value_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 		return;
 	}
 	self->write_in_flight = FALSE;
+	if (reply != NULL)
+		bgs_transport_emit_sent (BGS_TRANSPORT (self), self->in_flight_len);
 	if (reply == NULL) {
 		g_autoptr(GError) e = g_error_new (BGS_ERROR, BGS_ERROR_IO, "write failed: %s",
 						   error->message);
@@ -243,13 +248,13 @@ flush_out (BgsGattTransport *self)
 			g_variant_builder_init (&opts, G_VARIANT_TYPE_VARDICT);
 			g_variant_builder_add (&opts, "{sv}", "type", g_variant_new_string ("command"));
 			self->write_in_flight = TRUE;
+			self->in_flight_len = len;
 			g_dbus_proxy_call (self->chrc, "WriteValue",
 					   g_variant_new ("(@aya{sv})",
 							  g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, data, len, 1),
 							  &opts),
 					   G_DBUS_CALL_FLAGS_NONE, -1, self->cancellable,
 					   write_value_cb, g_object_ref (self));
-			bgs_transport_emit_sent (BGS_TRANSPORT (self), len);
 			g_bytes_unref (g_queue_pop_head (self->out));
 			return;
 		}
@@ -279,7 +284,7 @@ gatt_get_payload_size (BgsTransport *transport)
 {
 	BgsGattTransport *self = BGS_GATT_TRANSPORT (transport);
 
-	return self->mtu > ATT_HEADER ? self->mtu - ATT_HEADER : 20;
+	return self->mtu > ATT_HEADER ? MIN (self->mtu - ATT_HEADER, MAX_ATT_VALUE) : 20;
 }
 
 static void

@@ -21,6 +21,22 @@ GATT_BULK = os.environ.get('GATT_BULK')
 MIB = 1024 * 1024
 
 
+def run_tool(argv, env, timeout):
+    """Run a tool while serving the main loop; a child watch wakes it."""
+    from gi.repository import GLib
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = []
+    GLib.child_watch_add(GLib.PRIORITY_DEFAULT, p.pid, lambda pid, status: done.append(status))
+    return p, done
+
+
+def finish(p, done, timeout, what):
+    wait_until(lambda: done, timeout, what)
+    out, err = p.communicate()
+    # GLib reaped the child: its wait status is what the watch saw
+    return os.waitstatus_to_exitcode(done[0]), out.decode(), err.decode()
+
+
 def pattern(n):
     return bytes(((i * 131 + (i >> 8)) & 0xff) for i in range(n))
 
@@ -42,7 +58,7 @@ def discover(b, peer):
     call(adapter.StartDiscovery)
     path = '/org/bluez/hci0/dev_' + peer.address.replace(':', '_')
     om = dbus.Interface(b.bus.get_object('org.bluez', '/'), 'org.freedesktop.DBus.ObjectManager')
-    wait_until(lambda: path in call(om.GetManagedObjects)[0], 10, 'peer discovered')
+    wait_until(lambda: path in call(om.GetManagedObjects), 10, 'peer discovered')
     call(adapter.StopDiscovery)
     return path
 
@@ -51,12 +67,10 @@ def bulk(b, path, *args, timeout=120):
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
     argv = [GATT_BULK, '--device', path, '--service', peripheral.SVC_UUID,
             '--write', peripheral.RX_UUID, '--notify', peripheral.TX_UUID] + list(args)
-    # the peer runs in its own process: serve our bus while the tool works
-    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_until(lambda: p.poll() is not None, timeout, 'gatt-bulk to finish')
-    out, err = p.communicate()
-    assert p.returncode == 0, err.decode()
-    return dict(kv.split('=', 1) for kv in out.decode().split())
+    p, done = run_tool(argv, env, timeout)
+    rc, out, err = finish(p, done, timeout, 'gatt-bulk to finish')
+    assert rc == 0, err
+    return dict(kv.split('=', 1) for kv in out.split())
 
 
 def received_bytes(peer):
@@ -89,16 +103,15 @@ def test_receive_1mib_notifications(sim):
             '--write', peripheral.RX_UUID, '--notify', peripheral.TX_UUID]
     size = 244  # 247-byte MTU minus the ATT header
     count = (MIB + size - 1) // size
-    p = subprocess.Popen(argv + ['--receive', str(count * size)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p, done = run_tool(argv + ['--receive', str(count * size)], env, 120)
     wait_until(lambda: call(peer.control().Stats)['notifying'], 20, 'the transport to subscribe')
-    sent = call(peer.control().NotifyBurst, peripheral.TX_UUID, dbus.UInt32(count), dbus.UInt32(size),
-                timeout=120)
+    # the peer waits out a full socket, like a real device
+    sent = call(peer.control().NotifyBurst, peripheral.TX_UUID, dbus.UInt32(count),
+                dbus.UInt32(size), timeout=120)
     assert sent == count
-    wait_until(lambda: p.poll() is not None, 60, 'gatt-bulk to receive everything')
-    out, err = p.communicate()
-    assert p.returncode == 0, err.decode()
-    r = dict(kv.split('=', 1) for kv in out.decode().split())
+    rc, out, err = finish(p, done, 60, 'gatt-bulk to receive everything')
+    assert rc == 0, err
+    r = dict(kv.split('=', 1) for kv in out.split())
     expect = b''.join((i.to_bytes(4, 'big') + bytes((i + k) & 0xff for k in range(size - 4)))
                       for i in range(count))
     assert int(r['received']) == len(expect)
@@ -123,18 +136,20 @@ def test_missing_characteristic_is_a_clean_error(sim):
     b, peer = sim
     path = discover(b, peer)
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
-    p = subprocess.run([GATT_BULK, '--device', path, '--service', peripheral.SVC_UUID,
+    p, done = run_tool([GATT_BULK, '--device', path, '--service', peripheral.SVC_UUID,
                         '--write', '00000000-0000-1000-8000-00805f9b34fb', '--send', '10',
-                        '--timeout', '30'], env=env, capture_output=True, timeout=60)
-    assert p.returncode == 1
-    assert b'has no characteristic' in p.stderr
+                        '--timeout', '30'], env, 60)
+    rc, out, err = finish(p, done, 60, 'gatt-bulk to fail')
+    assert rc == 1
+    assert 'has no characteristic' in err
 
 
 def test_unknown_device_is_a_clean_error(sim):
     b, peer = sim
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
-    p = subprocess.run([GATT_BULK, '--device', '/org/bluez/hci0/dev_00_00_00_00_00_00',
+    p, done = run_tool([GATT_BULK, '--device', '/org/bluez/hci0/dev_00_00_00_00_00_00',
                         '--service', peripheral.SVC_UUID, '--write', peripheral.RX_UUID,
-                        '--send', '10', '--timeout', '30'], env=env, capture_output=True, timeout=60)
-    assert p.returncode == 1
-    assert b'no device' in p.stderr
+                        '--send', '10', '--timeout', '30'], env, 60)
+    rc, out, err = finish(p, done, 60, 'gatt-bulk to fail')
+    assert rc == 1
+    assert 'no device' in err
