@@ -213,8 +213,14 @@ class Channel:
             self.theirs.close()
             self.theirs = None
 
-    def send(self, line):
-        self.mine.sendall((line + '\n').encode())
+    def send(self, line, ok_if_closed=False):
+        """Writes a line; with ok_if_closed a peer that already closed its
+        end (the instance ended meanwhile) is not an error."""
+        try:
+            self.mine.sendall((line + '\n').encode())
+        except (BrokenPipeError, ConnectionResetError):
+            if not ok_if_closed:
+                raise
 
     def wait_line(self, prefix, timeout=TIMEOUT):
         return self.hub.wait_for(
