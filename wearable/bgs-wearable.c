@@ -759,6 +759,7 @@ reboot_done (gpointer user_data)
 static void
 sim_reboot_done (GObject *source, GAsyncResult *res, gpointer user_data)
 {
+	Wearable *w = user_data;
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GVariant) r = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
 
@@ -771,6 +772,12 @@ sim_reboot_done (GObject *source, GAsyncResult *res, gpointer user_data)
 
 		g_variant_get (r, "(&s)", &after);
 		g_info ("coming back as %s", after);
+	}
+	/* the simulator keeps the device off the air now; registering again
+	 * inside that window means it comes back complete, not half-way */
+	if (w->reboot_timer != 0) {
+		bgs_clock_remove (w->clock, w->reboot_timer);
+		reboot_done (w);
 	}
 }
 
@@ -796,6 +803,37 @@ address_got (GObject *source, GAsyncResult *res, gpointer user_data)
 				sim_reboot_done, w);
 }
 
+/* a reset drops the link: disconnect every central on our adapter */
+static void
+objects_got (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	Wearable *w = user_data;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GVariant) r = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+	g_autoptr(GVariantIter) objs = NULL;
+	g_autofree char *prefix = g_strconcat (w->adapter_path, "/", NULL);
+	const char *path;
+	GVariant *ifaces;
+
+	if (r == NULL) {
+		g_debug ("GetManagedObjects: %s", error->message);
+		return;
+	}
+	g_variant_get (r, "(a{oa{sa{sv}}})", &objs);
+	while (g_variant_iter_next (objs, "{&o@a{sa{sv}}}", &path, &ifaces)) {
+		g_autoptr(GVariant) dev = g_variant_lookup_value (ifaces, "org.bluez.Device1", NULL);
+		gboolean connected = FALSE;
+
+		if (dev != NULL && g_str_has_prefix (path, prefix) &&
+		    g_variant_lookup (dev, "Connected", "b", &connected) && connected) {
+			g_debug ("reset: disconnecting %s", path);
+			g_dbus_connection_call (w->bus, BLUEZ, path, "org.bluez.Device1", "Disconnect",
+						NULL, NULL, G_DBUS_CALL_FLAGS_NONE, 5000, NULL, NULL, NULL);
+		}
+		g_variant_unref (ifaces);
+	}
+}
+
 static void
 on_reset (BgsSmpServer *server, gpointer user_data)
 {
@@ -810,6 +848,10 @@ on_reset (BgsSmpServer *server, gpointer user_data)
 					"Get", g_variant_new ("(ss)", "org.bluez.Adapter1", "Address"),
 					G_VARIANT_TYPE ("(v)"), G_DBUS_CALL_FLAGS_NONE, 5000, NULL,
 					address_got, w);
+	if (w->bluez_up)
+		g_dbus_connection_call (w->bus, BLUEZ, "/", "org.freedesktop.DBus.ObjectManager",
+					"GetManagedObjects", NULL, G_VARIANT_TYPE ("(a{oa{sa{sv}}})"),
+					G_DBUS_CALL_FLAGS_NONE, 5000, NULL, objects_got, w);
 	unregister_app (w);
 	w->reboot_timer = bgs_clock_add_timeout (w->clock, (gint64) w->reboot_seconds * BGS_USEC_PER_SEC,
 						 reboot_done, w);

@@ -98,6 +98,8 @@ bgs_smp_server_new (BgsClock *clock, const char *state_dir, const BgsSmpServerOp
 		s->opt = *options;
 	if (s->opt.max_frame == 0)
 		s->opt.max_frame = 512;
+	if (s->opt.reset_delay_usec <= 0)
+		s->opt.reset_delay_usec = 250 * 1000;
 	s->opt.max_frame = CLAMP (s->opt.max_frame, 128, 8 + G_MAXUINT16);
 	s->mtu = 23;
 	s->read_fd = -1;
@@ -121,7 +123,7 @@ bgs_smp_server_free (BgsSmpServer *s)
 		return;
 	bgs_smp_server_detach (s);
 	if (s->reset_idle != 0)
-		g_source_remove (s->reset_idle);
+		bgs_clock_remove (s->clock, s->reset_idle);
 	bgs_clock_unref (s->clock);
 	g_free (s->dir);
 	g_free (s->slot_path[0]);
@@ -274,15 +276,14 @@ respond_rc (BgsSmpServer *s, const BgsSmpHeader *req, gint64 rc)
 
 /* OS group */
 
-static gboolean
-reset_idle_cb (gpointer user_data)
+static void
+reset_timer_cb (gpointer user_data)
 {
 	BgsSmpServer *s = user_data;
 
 	s->reset_idle = 0;
 	if (s->reset_func != NULL)
 		s->reset_func (s, s->reset_data);
-	return G_SOURCE_REMOVE;
 }
 
 static void
@@ -306,10 +307,12 @@ handle_os (BgsSmpServer *s, const BgsSmpHeader *h, const BgsSmpMap *m)
 	if (h->id == BGS_SMP_OS_RESET && h->op == BGS_SMP_OP_WRITE) {
 		g_autoptr(GBytes) body = bgs_smp_build_empty ();
 
-		/* answer first, then go down from the main loop */
+		/* answer first and let it reach the central before going down,
+		 * as Zephyr does (CONFIG_MCUMGR_GRP_OS_RESET_MS, 250 ms) */
 		respond (s, h, body);
 		if (s->reset_idle == 0)
-			s->reset_idle = g_idle_add (reset_idle_cb, s);
+			s->reset_idle = bgs_clock_add_timeout (s->clock, s->opt.reset_delay_usec,
+							       reset_timer_cb, s);
 		return;
 	}
 	if (h->id == BGS_SMP_OS_PARAMS && h->op == BGS_SMP_OP_READ) {

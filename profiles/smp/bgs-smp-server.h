@@ -33,6 +33,7 @@ typedef struct {
 	guint64 stall_after;      /* stop answering after this many upload bytes (0: never) */
 	gint64 erase_usec;        /* slot erase time: MGMT_ERR_EBUSY until it is over */
 	gsize max_frame;          /* largest response frame (default 512) */
+	gint64 reset_delay_usec;  /* answer to reset, then go down after this (default 250 ms) */
 } BgsSmpServerOptions;
 
 BgsSmpServer *bgs_smp_server_new (BgsClock *clock, const char *state_dir,
