@@ -856,7 +856,9 @@ cmd_register (BgsShell *shell, int argc, char **argv, gpointer user_data)
 		{ NULL }
 	};
 	GVariantBuilder opts;
-	char **a = args;
+	/* GOption drops parsed options from the array it gets: a shallow
+	 * copy, so args still frees every string */
+	g_autofree char **a = g_memdup2 (args, sizeof (char *) * (argc + 1));
 
 	if (!parse_options (ctl, &argc, &a, entries))
 		return;
@@ -1469,7 +1471,9 @@ cmd_request (BgsShell *shell, int argc, char **argv, gpointer user_data)
 		{ NULL }
 	};
 	RequestArgs *r;
-	char **a = args;
+	/* GOption drops parsed options from the array it gets: a shallow
+	 * copy, so args still frees every string */
+	g_autofree char **a = g_memdup2 (args, sizeof (char *) * (argc + 1));
 
 	if (!parse_options (ctl, &argc, &a, entries) || !want_args (ctl, argc, a, 2, 2) ||
 	    estimate < 0) {
@@ -1549,7 +1553,9 @@ cmd_unregister (BgsShell *shell, int argc, char **argv, gpointer user_data)
 		{ "cancel-running", 0, 0, G_OPTION_ARG_NONE, &cancel_running, NULL, NULL },
 		{ NULL }
 	};
-	char **a = args;
+	/* GOption drops parsed options from the array it gets: a shallow
+	 * copy, so args still frees every string */
+	g_autofree char **a = g_memdup2 (args, sizeof (char *) * (argc + 1));
 
 	if (!parse_options (ctl, &argc, &a, entries) || !want_args (ctl, argc, a, 1, 1))
 		return;
@@ -1703,7 +1709,9 @@ cmd_history (BgsShell *shell, int argc, char **argv, gpointer user_data)
 		{ "limit", 0, 0, G_OPTION_ARG_INT, &limit, NULL, NULL },
 		{ NULL }
 	};
-	char **a = args;
+	/* GOption drops parsed options from the array it gets: a shallow
+	 * copy, so args still frees every string */
+	g_autofree char **a = g_memdup2 (args, sizeof (char *) * (argc + 1));
 
 	if (!parse_options (ctl, &argc, &a, entries) || !want_args (ctl, argc, a, 0, 0))
 		return;
@@ -2160,7 +2168,9 @@ cmd_agent (BgsShell *shell, int argc, char **argv, gpointer user_data)
 		{ "auto-deny", 0, 0, G_OPTION_ARG_NONE, &deny, NULL, NULL },
 		{ NULL }
 	};
-	char **a = args;
+	/* GOption drops parsed options from the array it gets: a shallow
+	 * copy, so args still frees every string */
+	g_autofree char **a = g_memdup2 (args, sizeof (char *) * (argc + 1));
 
 	if (!parse_options (ctl, &argc, &a, entries) || !want_args (ctl, argc, a, 1, 1))
 		return;
