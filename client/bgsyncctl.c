@@ -1680,7 +1680,8 @@ history_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error, gpointer
 						 "STARTED", "TASK", "APP", "DEVICE", "TRIGGER", "DURATION",
 						 "BYTES IN", "BYTES OUT", "RESULT");
 			bgs_shell_print (ctl->shell, "%-19s  %-20s  %-22s  %-17s  %-16s  %8s  %9" G_GUINT64_FORMAT "  %9" G_GUINT64_FORMAT "  %s%s%s%s\n",
-					 when, dict_str (e, "task"), dict_str (e, "app-id"),
+					 when, *dict_str (e, "task-name") ? dict_str (e, "task-name") : dict_str (e, "task"),
+					 dict_str (e, "app-id"),
 					 *dict_str (e, "device") ? dict_str (e, "device") : "-",
 					 dict_str (e, "trigger"), dur, dict_u64 (e, "bytes-in"),
 					 dict_u64 (e, "bytes-out"), dict_str (e, "result"),

@@ -240,10 +240,12 @@ def test_history_and_events(world):
     assert r.returncode == OK, (r.stdout, r.stderr)
     h = js(world.ctl('history', '--limit', '5', json=True))['history']
     path = js(world.ctl('tasks', json=True))['tasks'][0]['path']
-    assert h[0]['task'] in ('sync1', path) and h[0]['result'] == 'completed'
+    assert h[0]['task'] == path and h[0]['task-name'] == 'sync1'
+    assert h[0]['result'] == 'completed'
     assert h[0]['app-id'] == 'org.bgsync.ctl' and h[0]['device'] == WATCH1
     r = world.ctl('history')
-    assert 'completed' in r.stdout and WATCH1 in r.stdout
+    row = next(l for l in r.stdout.splitlines() if 'sync1' in l)
+    assert 'completed' in row and WATCH1 in row and 'org.bgsync.ctl' in row
     ev = js(world.ctl('events', 'sync1', json=True))['events']
     assert isinstance(ev, list)
     for e in ev:
