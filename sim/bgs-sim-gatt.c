@@ -43,6 +43,14 @@ desc_free (SimGattDesc *d)
 static void
 chrc_free (SimGattChrc *c)
 {
+	if (c->svc->app != NULL) {
+		Sim *sim = c->svc->app->adapter->sim;
+		for (guint i = 0; i < sim->links->len; i++) {
+			SimLink *l = g_ptr_array_index (sim->links, i);
+			sim_queue_unwait (l->up, c);
+			sim_queue_unwait (l->down, c);
+		}
+	}
 	g_clear_handle_id (&c->app_notify_src, g_source_remove);
 	if (c->app_notify_fd >= 0)
 		close (c->app_notify_fd);
@@ -280,7 +288,7 @@ op_destroy (gpointer data)
 	op_free (data);
 }
 
-static void
+static gint
 op_reply_deliver (gpointer data)
 {
 	SimOp *op = data;
@@ -300,6 +308,7 @@ op_reply_deliver (gpointer data)
 		g_dbus_method_invocation_return_value (op->inv, NULL);
 	}
 	op_free (op);
+	return -1;
 }
 
 /* the answer travels back over the link */
@@ -362,7 +371,7 @@ op_app (SimOp *op)
 }
 
 /* the request reached the server */
-static void
+static gint
 op_read_deliver (gpointer data)
 {
 	SimOp *op = data;
@@ -372,7 +381,7 @@ op_read_deliver (gpointer data)
 
 	if (op->dev->link == NULL) {
 		op_free (op);
-		return;
+		return -1;
 	}
 	if (app == NULL) {
 		GBytes *v = op->desc != NULL ? op->desc->value : op->chrc->value;
@@ -382,19 +391,20 @@ op_read_deliver (gpointer data)
 			op->done = TRUE;
 			sim_return_error (op->inv, "Failed", "Operation failed with ATT error: 0x07");
 			op_free (op);
-			return;
+			return -1;
 		}
 		slice = g_bytes_new_from_bytes (v, op->offset, len - op->offset);
 		op_answer (op, slice);
-		return;
+		return -1;
 	}
 	g_dbus_connection_call (app->adapter->sim->conn, app->owner, path, iface, "ReadValue",
 				g_variant_new ("(@a{sv})", app_options (op->dev, op->offset, NULL)),
 				G_VARIANT_TYPE ("(ay)"), G_DBUS_CALL_FLAGS_NONE,
 				op->dev->adapter->sim->att_timeout_ms, NULL, op_app_read_cb, op);
+	return -1;
 }
 
-static void
+static gint
 op_write_deliver (gpointer data)
 {
 	SimOp *op = data;
@@ -405,7 +415,7 @@ op_write_deliver (gpointer data)
 
 	if (op->dev->link == NULL) {
 		op_free (op);
-		return;
+		return -1;
 	}
 	if (app == NULL) {
 		if (op->desc != NULL) {
@@ -424,10 +434,10 @@ op_write_deliver (gpointer data)
 			if (op->inv != NULL)
 				g_dbus_method_invocation_return_value (op->inv, NULL);
 			op_free (op);
-			return;
+			return -1;
 		}
 		op_answer (op, NULL);
-		return;
+		return -1;
 	}
 	if (op->desc == NULL)
 		op->chrc->write_count++;
@@ -444,6 +454,7 @@ op_write_deliver (gpointer data)
 				command ? NULL : op_app_write_cb, command ? NULL : op);
 	if (command)
 		op_free (op);
+	return -1;
 }
 
 /* ---- notifications ---- */
@@ -458,6 +469,7 @@ typedef struct {
 	SimRChrc *rc;
 	GBytes *value;
 	gboolean gone;
+	gboolean fd_sent;
 } SimNote;
 
 static GPtrArray *live_notes;	/* SimNote waiting in queues */
@@ -472,23 +484,29 @@ note_free (gpointer data)
 	g_free (n);
 }
 
-static void
+static gint
 note_deliver (gpointer data)
 {
 	SimNote *n = data;
 	SimRChrc *rc = n->rc;
 
 	if (!n->gone) {
-		if (rc->notify_fd >= 0) {
+		if (rc->notify_fd >= 0 && !n->fd_sent) {
 			gsize len;
 			gconstpointer p = g_bytes_get_data (n->value, &len);
-			if (send (rc->notify_fd, p != NULL ? p : "", len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			if (send (rc->notify_fd, p != NULL ? p : "", len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+				/* a full reader holds the link, it does not lose data */
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					return rc->notify_fd;
 				g_debug ("notification dropped: %s", g_strerror (errno));
+			}
+			n->fd_sent = TRUE;
 		}
 		if (g_hash_table_size (rc->notify_clients) > 0)
 			sim_iface_set_force (rc->iface, "Value", bytes_variant (n->value));
 	}
 	note_free (n);
+	return -1;
 }
 
 /* @peer's server sends a notification of @chrc to every subscribed client */
@@ -524,13 +542,57 @@ sim_gatt_notify (SimPeer *peer, SimGattChrc *chrc, GBytes *value)
 	}
 }
 
+/* a queue towards a subscriber of @chrc that cannot take more now */
+static SimQueue *
+notify_congested (SimPeer *peer, SimGattChrc *chrc)
+{
+	Sim *sim = peer->sim;
+
+	for (guint i = 0; i < sim->links->len; i++) {
+		SimLink *link = g_ptr_array_index (sim->links, i);
+		SimDevice *views[2] = { link->central, link->remote };
+		for (guint v = 0; v < 2; v++) {
+			SimDevice *dev = views[v];
+			if (dev == NULL || server_peer (dev) != peer)
+				continue;
+			for (guint k = 0; k < dev->rchrcs->len; k++) {
+				SimRChrc *rc = g_ptr_array_index (dev->rchrcs, k);
+				if (rc->chrc == chrc && rchrc_subscribed (rc) &&
+				    sim_queue_congested (queue_to_client (dev)))
+					return queue_to_client (dev);
+			}
+		}
+	}
+	return NULL;
+}
+
+static gboolean app_notify_readable (gint fd, GIOCondition cond, gpointer data);
+
+static gboolean
+app_notify_resume (gpointer data)
+{
+	SimGattChrc *c = data;
+
+	if (c->app_notify_fd >= 0 && c->app_notify_src == 0)
+		c->app_notify_src = g_unix_fd_add (c->app_notify_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
+						   app_notify_readable, c);
+	return G_SOURCE_REMOVE;
+}
+
 static gboolean
 app_notify_readable (gint fd, GIOCondition cond, gpointer data)
 {
 	SimGattChrc *c = data;
 	guint8 buf[1024];
 	gssize n;
+	SimQueue *busy = notify_congested (c->svc->app->adapter->peer, c);
 
+	if (busy != NULL && (cond & G_IO_IN)) {
+		/* leave it in the app's socket: the app sees EAGAIN, as over air */
+		c->app_notify_src = 0;
+		sim_queue_wait (busy, app_notify_resume, c);
+		return G_SOURCE_REMOVE;
+	}
 	if (cond & G_IO_IN) {
 		n = recv (fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (n > 0) {
@@ -658,6 +720,8 @@ rchrc_close_notify (SimRChrc *rc)
 	g_clear_handle_id (&rc->notify_hup, g_source_remove);
 	close (rc->notify_fd);
 	rc->notify_fd = -1;
+	if (rc->dev->link != NULL && !rc->dev->link->dead)
+		sim_queue_kick (queue_to_client (rc->dev));
 	sim_iface_set (rc->iface, "NotifyAcquired", g_variant_new_boolean (FALSE));
 	rchrc_update_subscription (rc, was);
 }
@@ -694,7 +758,7 @@ pkt_free (gpointer data)
 	g_free (p);
 }
 
-static void
+static gint
 pkt_deliver (gpointer data)
 {
 	SimPkt *p = data;
@@ -703,15 +767,17 @@ pkt_deliver (gpointer data)
 	if (rc != NULL) {
 		SimGattChrc *c = rc->chrc;
 		SimApp *app = c->svc->app;
-		c->write_count++;
 		if (app == NULL) {
 			g_bytes_unref (c->value);
 			c->value = g_bytes_ref (p->data);
 		} else if (rc->app_write_fd >= 0) {
 			gsize len;
 			gconstpointer d = g_bytes_get_data (p->data, &len);
-			if (send (rc->app_write_fd, d, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			if (send (rc->app_write_fd, d, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					return rc->app_write_fd;
 				g_debug ("write to app dropped: %s", g_strerror (errno));
+			}
 		} else if (rc->dev->link != NULL) {
 			g_dbus_connection_call (app->adapter->sim->conn, app->owner, c->app_path,
 						"org.bluez.GattCharacteristic1", "WriteValue",
@@ -719,8 +785,10 @@ pkt_deliver (gpointer data)
 							       app_options (rc->dev, 0, "command")),
 						NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
 		}
+		c->write_count++;
 	}
 	pkt_free (p);
+	return -1;
 }
 
 static gboolean
@@ -786,6 +854,8 @@ rchrc_close_write (SimRChrc *rc)
 		close (rc->app_write_fd);
 		rc->app_write_fd = -1;
 	}
+	if (rc->dev->link != NULL && !rc->dev->link->dead)
+		sim_queue_kick (queue_to_server (rc->dev));
 	sim_iface_set (rc->iface, "WriteAcquired", g_variant_new_boolean (FALSE));
 }
 
@@ -1135,6 +1205,10 @@ rchrc_free (SimRChrc *rc)
 		SimAcq *a = g_ptr_array_index (live_acqs, i);
 		if (a->rc == rc)
 			a->rc = NULL;
+	}
+	if (rc->dev->link != NULL && !rc->dev->link->dead) {
+		sim_queue_kick (rc->dev->link->up);
+		sim_queue_kick (rc->dev->link->down);
 	}
 	g_hash_table_unref (rc->notify_clients);
 	g_free (rc);

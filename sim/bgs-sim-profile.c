@@ -382,9 +382,9 @@ end_write (SimEnd *e, GBytes *data)
 	}
 }
 
-static void chunk_echo_deliver (gpointer data);
+static gint chunk_echo_deliver (gpointer data);
 
-static void
+static gint
 chunk_deliver (gpointer data)
 {
 	SimChunk *c = data;
@@ -404,9 +404,10 @@ chunk_deliver (gpointer data)
 		}
 	}
 	chunk_free (c);
+	return -1;
 }
 
-static void
+static gint
 chunk_echo_deliver (gpointer data)
 {
 	SimChunk *c = data;
@@ -414,6 +415,7 @@ chunk_echo_deliver (gpointer data)
 	if (!c->st->closed)
 		end_write (c->to, c->data);
 	chunk_free (c);
+	return -1;
 }
 
 static gboolean end_readable (gint fd, GIOCondition cond, gpointer data);

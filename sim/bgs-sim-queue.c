@@ -2,6 +2,8 @@
  * latency and stalls to everything that crosses it, in order */
 #include "config.h"
 
+#include <glib-unix.h>
+
 #include "bgs-sim.h"
 
 #define CONGESTED_BYTES (64 * 1024)
@@ -9,7 +11,7 @@
 typedef struct {
 	gsize size;
 	gint64 deliver_at;	/* 0: not scheduled (stalled) */
-	SimItemFunc deliver;
+	SimDeliverFunc deliver;
 	SimItemFunc destroy;
 	gpointer data;
 } SimItem;
@@ -41,6 +43,7 @@ sim_queue_shutdown (SimQueue *q)
 		return;
 	q->freeing = TRUE;
 	g_clear_handle_id (&q->timer, g_source_remove);
+	g_clear_handle_id (&q->out_watch, g_source_remove);
 	while ((item = g_queue_pop_head (&q->items)) != NULL) {
 		if (item->destroy != NULL)
 			item->destroy (item->data);
@@ -79,6 +82,16 @@ schedule (SimQueue *q, SimItem *item, gint64 now)
 
 static gboolean process (gpointer data);
 
+static gboolean
+writable_cb (gint fd, GIOCondition cond, gpointer data)
+{
+	SimQueue *q = data;
+
+	q->out_watch = 0;
+	process (q);
+	return G_SOURCE_REMOVE;
+}
+
 static void
 arm (SimQueue *q)
 {
@@ -86,7 +99,7 @@ arm (SimQueue *q)
 	gint64 now = g_get_monotonic_time ();
 
 	g_clear_handle_id (&q->timer, g_source_remove);
-	if (head == NULL || head->deliver_at == 0)
+	if (head == NULL || head->deliver_at == 0 || q->out_watch != 0)
 		return;
 	if (head->deliver_at <= now)
 		q->timer = g_idle_add (process, q);
@@ -114,13 +127,29 @@ process (gpointer data)
 	gint64 now = g_get_monotonic_time ();
 	SimItem *item;
 
-	q->timer = 0;
+	g_clear_handle_id (&q->timer, g_source_remove);
+	if (q->out_watch != 0)
+		return G_SOURCE_REMOVE;
 	while ((item = g_queue_peek_head (&q->items)) != NULL) {
+		gint fd;
 		if (item->deliver_at == 0 || item->deliver_at > now)
 			break;
 		g_queue_pop_head (&q->items);
+		fd = item->deliver (item->data);
+		if (fd >= 0) {
+			/* the receiver is full: flow control, like a real link */
+			if (q->freeing) {
+				if (item->destroy != NULL)
+					item->destroy (item->data);
+				g_free (item);
+				return G_SOURCE_REMOVE;
+			}
+			g_queue_push_head (&q->items, item);
+			q->out_watch = g_unix_fd_add (fd, G_IO_OUT | G_IO_HUP | G_IO_ERR,
+						      writable_cb, q);
+			return G_SOURCE_REMOVE;
+		}
 		q->bytes -= item->size;
-		item->deliver (item->data);
 		g_free (item);
 		/* a delivery may drop the link */
 		if (q->freeing)
@@ -135,7 +164,7 @@ process (gpointer data)
 }
 
 void
-sim_queue_push (SimQueue *q, gsize size, SimItemFunc deliver, SimItemFunc destroy,
+sim_queue_push (SimQueue *q, gsize size, SimDeliverFunc deliver, SimItemFunc destroy,
 		gpointer data)
 {
 	SimItem *item;
@@ -171,6 +200,7 @@ sim_queue_kick (SimQueue *q)
 
 	if (q->freeing)
 		return;
+	g_clear_handle_id (&q->out_watch, g_source_remove);
 	sim_link_get_params (q->link, &rate, &latency, &stalled);
 	q->tx_free = now;
 	for (GList *l = q->items.head; l != NULL; l = l->next) {

@@ -218,6 +218,7 @@ struct _SimQueue {
 	gsize bytes;
 	GArray *waiters;
 	gboolean freeing;
+	guint out_watch;	/* head blocked on a full socket */
 };
 
 /* one connection between an adapter and a peer; both sides get a view */
@@ -339,10 +340,13 @@ SimPeer *sim_peer_new_from_desc (Sim *sim, GVariant *desc, GError **error);
 
 /* bgs-sim-queue.c: rate, latency and stall applied to data */
 typedef void (*SimItemFunc) (gpointer data);
+/* returns -1 once it consumed @data, or an fd that must become writable
+ * before it can be delivered (the queue holds everything behind it) */
+typedef gint (*SimDeliverFunc) (gpointer data);
 SimQueue *sim_queue_new (SimLink *link);
 void sim_queue_free (SimQueue *q);
 void sim_queue_shutdown (SimQueue *q);
-void sim_queue_push (SimQueue *q, gsize size, SimItemFunc deliver,
+void sim_queue_push (SimQueue *q, gsize size, SimDeliverFunc deliver,
 		     SimItemFunc destroy, gpointer data);
 void sim_queue_kick (SimQueue *q);
 gboolean sim_queue_congested (SimQueue *q);

@@ -210,11 +210,15 @@ class Characteristic(dbus.service.Object):
         GLib.io_add_watch(sock.fileno(), GLib.IO_HUP | GLib.IO_ERR, hup)
 
     def notify(self, data):
+        """True: sent; False: nobody subscribed or the socket broke;
+        None: the socket is full, try again when it is writable."""
         self.value = bytes(data)
         if self.notify_sock is not None:
             try:
                 self.notify_sock.send(self.value)
                 return True
+            except BlockingIOError:
+                return None
             except OSError as e:
                 log('notify send failed:', e)
                 return False
@@ -446,18 +450,31 @@ class Peer(dbus.service.Object):
     def Notify(self, uuid, value):
         return self.chrc_by_uuid(uuid).notify(bytes(value))
 
-    @dbus.service.method('org.bgsync.TestPeer1', in_signature='suu', out_signature='u')
-    def NotifyBurst(self, uuid, count, size):
+    @dbus.service.method('org.bgsync.TestPeer1', in_signature='suu', out_signature='u',
+                         async_callbacks=('reply', 'error'))
+    def NotifyBurst(self, uuid, count, size, reply, error):
+        """Send @count notifications of @size bytes (0: MTU-3), each
+        starting with its big-endian sequence number; waits out a full
+        socket like a real app; replies with how many went out."""
         c = self.chrc_by_uuid(uuid)
         if size == 0:
             size = c.notify_mtu - 3
-        sent = 0
-        for i in range(count):
-            payload = i.to_bytes(4, 'big') + bytes((i + k) & 0xff for k in range(max(0, size - 4)))
-            if not c.notify(payload[:size]):
-                break
-            sent += 1
-        return sent
+        state = {'i': 0}
+
+        def pump(_fd=None, cond=None):
+            while state['i'] < count:
+                i = state['i']
+                payload = i.to_bytes(4, 'big') + bytes((i + k) & 0xff for k in range(max(0, size - 4)))
+                r = c.notify(payload[:size])
+                if r is None:
+                    GLib.io_add_watch(c.notify_sock.fileno(), GLib.IO_OUT | GLib.IO_HUP, pump)
+                    return False
+                if not r:
+                    break
+                state['i'] += 1
+            reply(dbus.UInt32(state['i']))
+            return False
+        pump()
 
     @dbus.service.method('org.bgsync.TestPeer1', in_signature='', out_signature='a(ssay)')
     def Received(self):
