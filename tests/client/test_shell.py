@@ -14,7 +14,7 @@ PROMPT = '[bgsync]# '
 
 
 class Tmux:
-    def __init__(self, world, tmp):
+    def __init__(self, world, tmp, args=()):
         self.sock = os.path.join(tmp, 'tmux.sock')
         env = dict(world.env)
         env['TERM'] = 'xterm'
@@ -22,9 +22,12 @@ class Tmux:
         self.env_args = ' '.join('%s=%s' % (k, shlex.quote(v)) for k, v in sorted(env.items())
                                  if k in ('DBUS_SESSION_BUS_ADDRESS', 'DBUS_SYSTEM_BUS_ADDRESS',
                                           'XDG_STATE_HOME', 'HOME', 'PATH', 'TERM', 'LANG'))
-        cmd = 'env -i %s %s --session' % (self.env_args, shlex.quote(world.ctl_path))
-        self.tmux('-f', '/dev/null', 'new-session', '-d', '-x', '200', '-y', '50', cmd)
-        self.tmux('set-option', '-g', 'remain-on-exit', 'on')
+        cmd = 'env -i %s %s --session %s' % (self.env_args, shlex.quote(world.ctl_path),
+                                             ' '.join(shlex.quote(a) for a in args))
+        # keep the pane after bgsyncctl exits, to read its status
+        self.tmux('-f', '/dev/null', 'new-session', '-d', '-x', '200', '-y', '50',
+                  'tmux -S %s set-option remain-on-exit on >/dev/null; exec %s'
+                  % (shlex.quote(self.sock), cmd))
 
     def tmux(self, *args):
         return subprocess.run(['tmux', '-S', self.sock] + list(args), check=True,
@@ -67,6 +70,16 @@ class Tmux:
         """The last non-empty line is the prompt followed by @line."""
         return self.wait(lambda s: self.last_line() == (PROMPT + line).rstrip(),
                          'prompt with %r' % line)
+
+    def exit_status(self):
+        """bgsyncctl's exit status once the pane is dead, else None."""
+        out = self.tmux('display-message', '-p', '-t', '0',
+                        '#{pane_dead} #{pane_dead_status}').split()
+        return int(out[1]) if out and out[0] == '1' else None
+
+    def wait_exit(self):
+        return self.wait(lambda s: self.exit_status() is not None, 'bgsyncctl to exit') and \
+            self.exit_status()
 
     def kill(self):
         subprocess.run(['tmux', '-S', self.sock, 'kill-server'], capture_output=True)
@@ -216,3 +229,28 @@ def test_ctrl_c_stop_watching_keeps_task_running(world, shell):
         chan.send('complete')
     finally:
         chan.close()
+
+
+def test_one_shot_request_on_a_terminal(world, tmp_path):
+    """One-shot mode on a terminal: a progress bar, and Ctrl-C asks before
+    canceling (exit status 4)."""
+    a = world.h.app('app-a')
+    a.become_agent('allow')
+    assert world.ctl('register', 'sync1', 'device-use', 'test').returncode == 0
+    chan = world.listener()
+    t = Tmux(world, str(tmp_path), ['request', 'sync1', WATCH1, '--channel', chan.path])
+    try:
+        chan.wait_line('started')
+        t.wait_text('Task sync1 started on ' + WATCH1)
+        chan.send('progress 50 half way')
+        t.wait_text('[###############---------------]  50%')
+        t.send('C-c')
+        t.wait_text('keep watching (Enter)?')
+        t.type('c')
+        t.send('Enter')
+        chan.wait_line('canceled abort')
+        t.wait_text('Task sync1 canceled (abort)')
+        assert t.wait_exit() == 4
+    finally:
+        chan.close()
+        t.kill()
