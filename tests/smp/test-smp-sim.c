@@ -543,8 +543,9 @@ main (void)
 		cmocka_unit_test_setup_teardown (test_update_address_change, setup, teardown),
 	};
 
-	if (!g_file_test (SIM_BIN, G_FILE_TEST_IS_EXECUTABLE) ||
-	    g_find_program_in_path ("dbus-daemon") == NULL) {
+	g_autofree char *daemon = g_find_program_in_path ("dbus-daemon");
+
+	if (!g_file_test (SIM_BIN, G_FILE_TEST_IS_EXECUTABLE) || daemon == NULL) {
 		printf ("skipping: needs bgsync-sim and dbus-daemon\n");
 		return 77;
 	}
