@@ -752,6 +752,8 @@ reboot_done (gpointer user_data)
 		g_warning ("boot: %s", error->message);
 	if (bgs_smp_server_get_running (w->server, &info))
 		g_info ("booted image %u.%u.%u", info.major, info.minor, info.revision);
+	/* lets a watcher see the reboot finish */
+	emit_chrc_changed (w, CHRC_FIRMWARE, "Value");
 	w->rebooting = FALSE;
 	register_app (w);
 }
