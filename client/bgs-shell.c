@@ -392,6 +392,22 @@ stdin_cb (int fd, GIOCondition cond, gpointer user_data)
 	return G_SOURCE_CONTINUE;
 }
 
+/* readline calls this when a fresh line starts (also after a line was
+ * handled): put back a command line kept while a question was asked */
+static int
+shell_pre_input (void)
+{
+	BgsShell *shell = the_shell;
+
+	if (shell == NULL || shell->saved_line == NULL ||
+	    g_strcmp0 (shell->prompt, SHELL_PROMPT) != 0)
+		return 0;
+	rl_insert_text (shell->saved_line);
+	g_clear_pointer (&shell->saved_line, g_free);
+	rl_redisplay ();
+	return 0;
+}
+
 /* installs, changes or removes the prompt and the stdin watch to match the
  * state: a question wins, then the idle shell prompt, else no input */
 static void
@@ -448,17 +464,22 @@ shell_update_input (BgsShell *shell)
 		if (want != NULL) {
 			/* switch prompts without leaving callback mode */
 			rl_set_prompt (want);
+			g_free (shell->prompt);
+			shell->prompt = g_strdup (want);
+			status_erase (shell);
+			/* after a line readline shows the new prompt by itself, and
+			 * the pre-input hook puts a kept line back */
+			if (shell->dispatching)
+				return;
 			if (g_strcmp0 (want, SHELL_PROMPT) == 0 && shell->saved_line != NULL) {
 				rl_replace_line (shell->saved_line, 0);
 				rl_point = rl_end;
 				g_clear_pointer (&shell->saved_line, g_free);
 			}
-			g_free (shell->prompt);
-			shell->prompt = g_strdup (want);
-			status_erase (shell);
-			/* after a line readline shows the new prompt by itself */
-			if (!shell->dispatching)
-				rl_forced_update_display ();
+			/* redraw on a clean line: the old prompt is still there */
+			fputs ("\r\033[K", rl_outstream ? rl_outstream : stdout);
+			rl_on_new_line ();
+			rl_redisplay ();
 			return;
 		}
 		rl_callback_handler_remove ();
@@ -740,6 +761,7 @@ bgs_shell_run_interactive (BgsShell *shell, const char *history_path)
 	rl_catch_signals = 0;
 	rl_readline_name = "bgsyncctl";
 	rl_attempted_completion_function = shell_completion;
+	rl_pre_input_hook = shell_pre_input;
 	/* addresses have colons, task names dashes: split on blanks only */
 	rl_completer_word_break_characters = (char *) " \t";
 	rl_erase_empty_line = 1;

@@ -75,7 +75,7 @@ class Tmux:
         """bgsyncctl's exit status once the pane is dead, else None."""
         out = self.tmux('display-message', '-p', '-t', '0',
                         '#{pane_dead} #{pane_dead_status}').split()
-        return int(out[1]) if out and out[0] == '1' else None
+        return int(out[1]) if len(out) == 2 and out[0] == '1' else None
 
     def wait_exit(self):
         return self.wait(lambda s: self.exit_status() is not None, 'bgsyncctl to exit') and \
@@ -254,3 +254,40 @@ def test_one_shot_request_on_a_terminal(world, tmp_path):
     finally:
         chan.close()
         t.kill()
+
+
+def test_consent_prompt_while_typing_keeps_the_line(world, shell):
+    """A consent request from another client arrives while a command is half
+    typed: the question takes the prompt, then the typed text comes back."""
+    assert world.ctl('register', 'sync1', 'device-use', 'test').returncode == 0
+    shell.type('agent on')
+    shell.send('Enter')
+    shell.wait_text('Consent agent registered (ask)')
+    shell.wait_prompt()
+    shell.type('dev')
+    shell.wait_prompt('dev')
+    other = world.popen('request', 'sync1', WATCH2)
+    try:
+        shell.wait_text('Allow bgsync command line client to use Test Watch? (y/N):')
+        shell.type('y')
+        shell.send('Enter')
+        out, err = other.communicate(timeout=TIMEOUT)
+        assert other.returncode == 0, (out, err)
+    finally:
+        if other.poll() is None:
+            other.kill()
+    shell.wait_prompt('dev')
+    shell.send('Tab')
+    shell.wait_prompt('devices')
+    shell.send('Enter')
+    shell.wait_text('TestWatch 2')
+
+
+def test_monitor_until_ctrl_c(world, shell):
+    shell.type('monitor')
+    shell.send('Enter')
+    shell.wait_text('Monitoring devices')
+    world.h.disconnect_device(WATCH2)
+    shell.wait_text('[CHG] Device %s Connected: no' % WATCH2)
+    shell.send('C-c')
+    shell.wait_prompt()
