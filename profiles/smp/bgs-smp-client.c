@@ -257,7 +257,11 @@ transmit (BgsSmpClient *client, Request *req)
 	g_autoptr(GError) error = NULL;
 
 	req->attempts++;
+	/* lets bgs_smp_client_reset_finish() tell "went out, then the link
+	 * dropped" from "never sent" */
+	g_object_set_data (G_OBJECT (req->task), "bgs-smp-sent", GINT_TO_POINTER (1));
 	if (!send_frame (client, req->frame, &error)) {
+		g_object_set_data (G_OBJECT (req->task), "bgs-smp-sent", NULL);
 		client->current = NULL;
 		g_prefix_error (&error, "SMP send failed: ");
 		if (error->domain != BGS_ERROR) {
@@ -395,13 +399,19 @@ bgs_smp_client_call_finish (BgsSmpClient *client, GAsyncResult *result, GError *
 /* receiving */
 
 static gboolean
-is_busy (const BgsSmpResponse *resp)
+rc_is (const BgsSmpResponse *resp, gint64 want)
 {
 	guint64 group = 0;
 	gint64 rc = 0;
 
 	return bgs_smp_body_get_error (resp->body, &group, &rc) &&
-	       group == G_MAXUINT64 && rc == BGS_SMP_RC_EBUSY;
+	       group == G_MAXUINT64 && rc == want;
+}
+
+static gboolean
+is_busy (const BgsSmpResponse *resp)
+{
+	return rc_is (resp, BGS_SMP_RC_EBUSY);
 }
 
 static void
@@ -429,6 +439,22 @@ handle_frame (BgsSmpClient *client, const guint8 *frame, gsize len)
 		g_prefix_error (&error, "bad SMP response to group %u command %u: ", req->group, req->id);
 		request_return_error (req, g_steal_pointer (&error));
 		pump (client);
+		return;
+	}
+	if (req->version == BGS_SMP_V2 && rc_is (resp, BGS_SMP_RC_UNSUPPORTED_TOO_NEW)) {
+		/* a device that only speaks the original protocol: fall back to
+		 * v1 for this and every later request */
+		g_debug ("SMP: device does not speak SMP version 2, using version 1");
+		client->version = BGS_SMP_V1;
+		req->version = BGS_SMP_V1;
+		g_bytes_unref (req->frame);
+		req->frame = bgs_smp_frame_build (req->op, req->version, req->group, req->id,
+						  req->seq, req->body);
+		for (GList *l = client->queue.head; l != NULL; l = l->next)
+			((Request *) l->data)->version = BGS_SMP_V1;
+		client->current = req;
+		req->attempts--;
+		transmit (client, req);
 		return;
 	}
 	if (is_busy (resp)) {
@@ -898,4 +924,198 @@ bgs_smp_client_download_file_finish (BgsSmpClient *client, GAsyncResult *result,
 	if (total != NULL)
 		*total = dl->total;
 	return TRUE;
+}
+
+/* typed commands */
+
+typedef enum {
+	CMD_IMAGE_STATE,
+	CMD_RESET,
+	CMD_ECHO,
+	CMD_HASH,
+} CmdKind;
+
+typedef struct {
+	BgsSmpClient *client;
+	CmdKind kind;
+} Cmd;
+
+static void
+cmd_free (Cmd *c)
+{
+	bgs_smp_client_unref (c->client);
+	g_free (c);
+}
+
+typedef struct {
+	GBytes *output;
+	char *type;
+	guint64 len;
+} HashResult;
+
+static void
+hash_result_free (HashResult *h)
+{
+	g_clear_pointer (&h->output, g_bytes_unref);
+	g_free (h->type);
+	g_free (h);
+}
+
+static void
+cmd_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	g_autoptr(GTask) task = user_data;
+	Cmd *c = g_task_get_task_data (task);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsSmpResponse) resp = bgs_smp_client_call_finish (c->client, result, &error);
+
+	if (resp == NULL) {
+		if (c->kind == CMD_RESET && g_error_matches (error, BGS_ERROR, BGS_ERROR_IO) &&
+		    g_object_get_data (G_OBJECT (result), "bgs-smp-sent") != NULL) {
+			g_debug ("SMP: link dropped after reset: taken as the reset");
+			g_task_return_boolean (task, TRUE);
+			return;
+		}
+		g_task_return_error (task, g_steal_pointer (&error));
+		return;
+	}
+	if (!bgs_smp_body_check (resp->body, &error)) {
+		g_task_return_error (task, g_steal_pointer (&error));
+		return;
+	}
+	switch (c->kind) {
+	case CMD_IMAGE_STATE: {
+		GArray *slots = bgs_smp_parse_image_state (resp->body, &error);
+
+		if (slots == NULL)
+			g_task_return_error (task, g_steal_pointer (&error));
+		else
+			g_task_return_pointer (task, slots, (GDestroyNotify) g_array_unref);
+		return;
+	}
+	case CMD_RESET:
+		g_task_return_boolean (task, TRUE);
+		return;
+	case CMD_ECHO: {
+		char *text = NULL;
+
+		if (!bgs_smp_parse_echo (resp->body, &text, &error))
+			g_task_return_error (task, g_steal_pointer (&error));
+		else
+			g_task_return_pointer (task, text, g_free);
+		return;
+	}
+	case CMD_HASH: {
+		HashResult *h = g_new0 (HashResult, 1);
+
+		if (!bgs_smp_parse_fs_hash (resp->body, &h->type, &h->len, &h->output, &error)) {
+			hash_result_free (h);
+			g_task_return_error (task, g_steal_pointer (&error));
+		} else {
+			g_task_return_pointer (task, h, (GDestroyNotify) hash_result_free);
+		}
+		return;
+	}
+	default:
+		g_assert_not_reached ();
+	}
+}
+
+static void
+cmd_start (BgsSmpClient *client, CmdKind kind, gpointer tag, guint8 op, guint16 group, guint8 id,
+	   GBytes *body, GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+{
+	GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+	Cmd *c = g_new0 (Cmd, 1);
+
+	g_task_set_source_tag (task, tag);
+	g_task_set_check_cancellable (task, FALSE);
+	c->client = bgs_smp_client_ref (client);
+	c->kind = kind;
+	g_task_set_task_data (task, c, (GDestroyNotify) cmd_free);
+	bgs_smp_client_call_async (client, op, group, id, body, cancellable, cmd_cb, task);
+}
+
+void
+bgs_smp_client_image_state_async (BgsSmpClient *client, BgsSmpImageAction action,
+				  const guint8 *hash, GCancellable *cancellable,
+				  GAsyncReadyCallback callback, gpointer user_data)
+{
+	g_autoptr(GBytes) body = NULL;
+
+	if (action == BGS_SMP_IMAGE_READ) {
+		cmd_start (client, CMD_IMAGE_STATE, bgs_smp_client_image_state_async, BGS_SMP_OP_READ,
+			   BGS_SMP_GROUP_IMAGE, BGS_SMP_IMAGE_STATE, NULL, cancellable, callback, user_data);
+		return;
+	}
+	body = bgs_smp_build_image_state_set (hash, action == BGS_SMP_IMAGE_CONFIRM);
+	cmd_start (client, CMD_IMAGE_STATE, bgs_smp_client_image_state_async, BGS_SMP_OP_WRITE,
+		   BGS_SMP_GROUP_IMAGE, BGS_SMP_IMAGE_STATE, body, cancellable, callback, user_data);
+}
+
+GArray *
+bgs_smp_client_image_state_finish (BgsSmpClient *client, GAsyncResult *result, GError **error)
+{
+	return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+void
+bgs_smp_client_reset_async (BgsSmpClient *client, GCancellable *cancellable,
+			    GAsyncReadyCallback callback, gpointer user_data)
+{
+	g_autoptr(GBytes) body = bgs_smp_build_reset (FALSE);
+
+	cmd_start (client, CMD_RESET, bgs_smp_client_reset_async, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_OS,
+		   BGS_SMP_OS_RESET, body, cancellable, callback, user_data);
+}
+
+gboolean
+bgs_smp_client_reset_finish (BgsSmpClient *client, GAsyncResult *result, GError **error)
+{
+	return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+void
+bgs_smp_client_echo_async (BgsSmpClient *client, const char *text, GCancellable *cancellable,
+			   GAsyncReadyCallback callback, gpointer user_data)
+{
+	g_autoptr(GBytes) body = bgs_smp_build_echo (text);
+
+	cmd_start (client, CMD_ECHO, bgs_smp_client_echo_async, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_OS,
+		   BGS_SMP_OS_ECHO, body, cancellable, callback, user_data);
+}
+
+char *
+bgs_smp_client_echo_finish (BgsSmpClient *client, GAsyncResult *result, GError **error)
+{
+	return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+void
+bgs_smp_client_file_hash_async (BgsSmpClient *client, const char *name, const char *type,
+				GCancellable *cancellable, GAsyncReadyCallback callback,
+				gpointer user_data)
+{
+	g_autoptr(GBytes) body = bgs_smp_build_fs_hash (name, type, 0, 0);
+
+	cmd_start (client, CMD_HASH, bgs_smp_client_file_hash_async, BGS_SMP_OP_READ, BGS_SMP_GROUP_FS,
+		   BGS_SMP_FS_HASH, body, cancellable, callback, user_data);
+}
+
+GBytes *
+bgs_smp_client_file_hash_finish (BgsSmpClient *client, GAsyncResult *result, char **type,
+				 guint64 *len, GError **error)
+{
+	HashResult *h = g_task_propagate_pointer (G_TASK (result), error);
+	GBytes *out;
+
+	if (h == NULL)
+		return NULL;
+	if (type != NULL)
+		*type = g_steal_pointer (&h->type);
+	if (len != NULL)
+		*len = h->len;
+	out = g_steal_pointer (&h->output);
+	hash_result_free (h);
+	return out;
 }

@@ -108,6 +108,38 @@ void bgs_smp_client_download_file_async (BgsSmpClient *client, const char *name,
 gboolean bgs_smp_client_download_file_finish (BgsSmpClient *client, GAsyncResult *result,
 					      guint64 *total, GError **error);
 
+/* typed commands; device errors come back as GErrors (bgs_smp_body_check) */
+typedef enum {
+	BGS_SMP_IMAGE_READ,    /* state read (1/0, op read) */
+	BGS_SMP_IMAGE_TEST,    /* state write: @hash, confirm false */
+	BGS_SMP_IMAGE_CONFIRM, /* state write: confirm true (@hash or NULL: the running image) */
+} BgsSmpImageAction;
+
+void bgs_smp_client_image_state_async (BgsSmpClient *client, BgsSmpImageAction action,
+				       const guint8 *hash, GCancellable *cancellable,
+				       GAsyncReadyCallback callback, gpointer user_data);
+/* element type BgsSmpImageSlot */
+GArray *bgs_smp_client_image_state_finish (BgsSmpClient *client, GAsyncResult *result,
+					   GError **error);
+
+/* reset (0/5); the link dropping after the request went out counts as done,
+ * since that is what a resetting device does */
+void bgs_smp_client_reset_async (BgsSmpClient *client, GCancellable *cancellable,
+				 GAsyncReadyCallback callback, gpointer user_data);
+gboolean bgs_smp_client_reset_finish (BgsSmpClient *client, GAsyncResult *result, GError **error);
+
+void bgs_smp_client_echo_async (BgsSmpClient *client, const char *text, GCancellable *cancellable,
+				GAsyncReadyCallback callback, gpointer user_data);
+char *bgs_smp_client_echo_finish (BgsSmpClient *client, GAsyncResult *result, GError **error);
+
+/* file hash/checksum (8/2) of the whole file; @type NULL for the device's
+ * default; the output is 32 bytes for sha256, 4 (big endian) for crc32 */
+void bgs_smp_client_file_hash_async (BgsSmpClient *client, const char *name, const char *type,
+				     GCancellable *cancellable, GAsyncReadyCallback callback,
+				     gpointer user_data);
+GBytes *bgs_smp_client_file_hash_finish (BgsSmpClient *client, GAsyncResult *result,
+					 char **type, guint64 *len, GError **error);
+
 /* the data bytes a chunk of an upload request can carry for @max_frame */
 gsize bgs_smp_upload_chunk_size (gsize max_frame, const char *name, guint64 off,
 				 guint64 total);

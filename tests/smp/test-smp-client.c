@@ -465,6 +465,113 @@ test_bad_body (void **state)
 	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_PROTOCOL));
 }
 
+/* a device that only speaks the original protocol answers a v2 request
+ * with MGMT_ERR_UNSUPPORTED_TOO_NEW: the client goes on in v1 */
+static void
+test_v2_fallback (void **state)
+{
+	Fixture *f = *state;
+	BgsSmpBuilder *b = bgs_smp_builder_new ();
+	g_autoptr(GBytes) body = NULL;
+	g_autoptr(GBytes) too_new = NULL;
+	g_autoptr(GBytes) ok = echo_response (0, "v1 it is");
+	gsize n = 0;
+	const guint8 *d;
+
+	bgs_smp_client_unref (f->client);
+	f->client = bgs_smp_client_new (f->clock, BGS_SMP_V2);
+	bgs_smp_client_set_transport (f->client, 247, fake_send, f, NULL);
+	bgs_smp_builder_add_int (b, "rc", BGS_SMP_RC_UNSUPPORTED_TOO_NEW);
+	body = bgs_smp_builder_end (b);
+	too_new = bgs_smp_frame_build (BGS_SMP_OP_WRITE_RSP, BGS_SMP_V1, 0, 0, 0, body);
+	start_echo (f, "x");
+	d = g_bytes_get_data (f->packets->pdata[0], &n);
+	assert_int_equal (d[0], 0x0a); /* v2 write */
+	feed (f, too_new, 100);
+	assert_int_equal (f->packets->len, 2);
+	d = g_bytes_get_data (f->packets->pdata[1], &n);
+	assert_int_equal (d[0], 0x02); /* v1 write, same sequence number */
+	assert_int_equal (d[6], 0);
+	feed (f, ok, 100);
+	settle ();
+	assert_true (f->done);
+	assert_null (f->error);
+	/* and later requests are v1 from the start */
+	start_echo (f, "y");
+	d = g_bytes_get_data (f->packets->pdata[2], &n);
+	assert_int_equal (d[0], 0x02);
+}
+
+static void
+reset_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fixture *f = user_data;
+
+	f->done = bgs_smp_client_reset_finish (f->client, result, &f->error) || f->error != NULL;
+}
+
+/* the device resets before its answer gets out: still a reset */
+static void
+test_reset_link_drop (void **state)
+{
+	Fixture *f = *state;
+
+	bgs_smp_client_reset_async (f->client, NULL, reset_cb, f);
+	assert_int_equal (f->packets->len, 1);
+	bgs_smp_client_detach (f->client);
+	settle ();
+	assert_true (f->done);
+	assert_null (f->error);
+
+	/* not connected: the reset never went out, which is an error */
+	f->done = FALSE;
+	bgs_smp_client_reset_async (f->client, NULL, reset_cb, f);
+	settle ();
+	assert_true (f->done);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_IO));
+}
+
+static void
+state_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fixture *f = user_data;
+	g_autoptr(GArray) slots = bgs_smp_client_image_state_finish (f->client, result, &f->error);
+
+	f->done = TRUE;
+}
+
+/* typed image state: a v2 group error becomes a GError naming it */
+static void
+test_image_state_typed_error (void **state)
+{
+	Fixture *f = *state;
+	guint8 hash[32] = { 1 };
+	BgsSmpBuilder *b = bgs_smp_builder_new ();
+	BgsSmpBuilder *err = bgs_smp_builder_new ();
+	g_autoptr(GBytes) body = NULL;
+	g_autoptr(GBytes) rsp = NULL;
+	BgsSmpHeader h;
+	gsize n = 0;
+	const guint8 *d;
+
+	bgs_smp_builder_add_uint (err, "group", 1);
+	bgs_smp_builder_add_uint (err, "rc", BGS_SMP_IMG_RC_HASH_NOT_FOUND);
+	bgs_smp_builder_add_map (b, "err", err);
+	body = bgs_smp_builder_end (b);
+	rsp = bgs_smp_frame_build (BGS_SMP_OP_WRITE_RSP, BGS_SMP_V2, 1, 0, 0, body);
+	bgs_smp_client_image_state_async (f->client, BGS_SMP_IMAGE_TEST, hash, NULL, state_cb, f);
+	d = g_bytes_get_data (f->packets->pdata[0], &n);
+	assert_true (bgs_smp_header_decode (d, n, &h, NULL));
+	assert_int_equal (h.op, BGS_SMP_OP_WRITE);
+	assert_int_equal (h.group, 1);
+	assert_int_equal (h.id, 0);
+	feed (f, rsp, 20);
+	settle ();
+	assert_true (f->done);
+	assert_non_null (f->error);
+	assert_non_null (strstr (f->error->message, "IMG_MGMT_RET_RC_HASH_NOT_FOUND"));
+}
+
 static void
 test_chunk_size (void **state)
 {
@@ -503,6 +610,9 @@ main (void)
 		cmocka_unit_test_setup_teardown (test_link_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_send_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_bad_body, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_v2_fallback, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_reset_link_drop, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_image_state_typed_error, setup, teardown),
 		cmocka_unit_test (test_chunk_size),
 	};
 
