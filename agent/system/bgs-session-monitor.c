@@ -188,11 +188,13 @@ on_get_user (GObject *source, GAsyncResult *res, gpointer user_data)
 		return;
 	}
 	g_variant_get (reply, "(&o)", &path);
+	/* not g_steal_pointer() in the same argument list: C leaves the order
+	 * of evaluation open and gcc steals the task before reading it */
 	g_dbus_connection_call (self->bus, LOGIND_NAME, path, "org.freedesktop.DBus.Properties",
 				"Get", g_variant_new ("(ss)", USER_IFACE, "Sessions"),
 				G_VARIANT_TYPE ("(v)"), G_DBUS_CALL_FLAGS_NONE, CALL_TIMEOUT_MSEC,
 				g_task_get_cancellable (task), on_user_sessions,
-				g_steal_pointer (&task));
+				g_object_ref (task));
 }
 
 static void
