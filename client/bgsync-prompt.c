@@ -126,10 +126,15 @@ notify_signal_cb (GDBusConnection *bus, const char *sender, const char *path, co
 		if (p == NULL)
 			return;
 		close_notification (prompt, id);
-		if (g_str_equal (action, "allow"))
+		if (g_str_equal (action, "allow")) {
 			pending_answer (p, TRUE, "the user chose Allow");
-		else
+		} else if (g_str_equal (action, "deny")) {
 			pending_answer (p, FALSE, "the user chose Don't allow");
+		} else {
+			g_autofree char *why = g_strdup_printf ("the notification was activated without choosing (action '%s')",
+								action);
+			pending_answer (p, FALSE, why);
+		}
 	} else if (g_str_equal (member, "NotificationClosed") &&
 		   g_variant_is_of_type (params, G_VARIANT_TYPE ("(uu)"))) {
 		guint32 reason;
@@ -163,12 +168,33 @@ notify_vanished_cb (GDBusConnection *bus, const char *name, gpointer user_data)
 }
 
 static void
+capabilities_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GVariant) reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res,
+								   &error);
+	g_autofree const char **caps = NULL;
+
+	if (reply == NULL) {
+		g_debug ("GetCapabilities: %s", error->message);
+		return;
+	}
+	g_variant_get (reply, "(^a&s)", &caps);
+	/* without buttons nobody can say yes: every request ends as a deny */
+	if (!g_strv_contains (caps, "actions"))
+		g_message ("the notification server does not show actions: consent requests can only time out or be dismissed (denied)");
+}
+
+static void
 notify_appeared_cb (GDBusConnection *bus, const char *name, const char *owner, gpointer user_data)
 {
 	Prompt *prompt = user_data;
 
 	prompt->notify_server_seen = TRUE;
 	g_debug ("notification server %s", owner);
+	g_dbus_connection_call (bus, NOTIFY_NAME, NOTIFY_PATH, NOTIFY_IFACE, "GetCapabilities", NULL,
+				G_VARIANT_TYPE ("(as)"), G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, NULL,
+				capabilities_cb, NULL);
 }
 
 static void

@@ -74,9 +74,10 @@ class PromptWorld:
         self.log = []
         self.calls = MockCalls(self.h)
 
-    def start_mock(self):
+    def start_mock(self, capabilities='body actions'):
         self.mock = self.h._spawn([harness.PYTHON, '-m', 'dbusmock', '--session', '--template',
-                                   'notification_daemon'], 'mock-notify.log')
+                                   'notification_daemon', '--parameters',
+                                   '{"capabilities": "%s"}' % capabilities], 'mock-notify.log')
         self.h._watch(self.mock)
         self.h.owners.pop(NOTIFY, None)
         self.h.wait_owned(NOTIFY, self.mock)
@@ -248,3 +249,9 @@ def test_reregisters_when_the_daemon_comes_back(pw):
     pw.calls.wait('Notify')
     pw.emit('ActionInvoked', 'us', 1, 'allow')
     assert tuple(pending.result()) == ('allowed', '')
+
+
+def test_server_without_actions_is_logged(pw):
+    pw.start_mock(capabilities='body')
+    pw.start_prompt()
+    pw.wait_log('the notification server does not show actions')
