@@ -114,6 +114,21 @@ print_builder (Ctl *ctl, JsonBuilder *b)
 	print_json (ctl, node);
 }
 
+/* {"event": @event}, or {} for NULL */
+static void
+print_event (Ctl *ctl, const char *event)
+{
+	g_autoptr(JsonBuilder) b = json_builder_new ();
+
+	json_builder_begin_object (b);
+	if (event != NULL) {
+		json_builder_set_member_name (b, "event");
+		json_builder_add_string_value (b, event);
+	}
+	json_builder_end_object (b);
+	print_builder (ctl, b);
+}
+
 static int
 status_for_error_name (const char *name)
 {
@@ -1508,7 +1523,7 @@ simple_done_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error, gpoi
 		return;
 	}
 	if (ctl->json)
-		bgs_shell_print (ctl->shell, "{}\n");
+		print_event (ctl, NULL);
 	else if (message != NULL)
 		bgs_shell_print (ctl->shell, "%s\n", message);
 	bgs_shell_done (ctl->shell, EXIT_OK);
@@ -2055,7 +2070,7 @@ handle_release (BgsDBusConsentAgent1 *agent, GDBusMethodInvocation *invocation, 
 	if (ctl->agent_unregistering)
 		return TRUE;
 	if (ctl->json)
-		bgs_shell_print (ctl->shell, "{\"event\":\"agent-released\"}\n");
+		print_event (ctl, "agent-released");
 	else
 		bgs_shell_print (ctl->shell, "Consent agent released by the bgsync agent\n");
 	agent_unexport (ctl);
@@ -2136,7 +2151,7 @@ agent_unregistered_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *erro
 		return;
 	}
 	if (ctl->json)
-		bgs_shell_print (ctl->shell, "{\"event\":\"agent-unregistered\"}\n");
+		print_event (ctl, "agent-unregistered");
 	else
 		bgs_shell_print (ctl->shell, "Consent agent unregistered\n");
 	bgs_shell_done (ctl->shell, EXIT_OK);
@@ -2383,7 +2398,7 @@ monitor_vanished_cb (GDBusConnection *bus, const char *name, gpointer user_data)
 
 	ctl->monitor_agent_seen = TRUE;
 	if (ctl->json)
-		bgs_shell_print (ctl->shell, "{\"event\":\"agent-stopped\"}\n");
+		print_event (ctl, "agent-stopped");
 	else
 		bgs_shell_print (ctl->shell, "[DEL] The bgsync agent left the bus\n");
 }
@@ -2399,7 +2414,7 @@ monitor_appeared_cb (GDBusConnection *bus, const char *name, const char *owner, 
 		return;
 	}
 	if (ctl->json)
-		bgs_shell_print (ctl->shell, "{\"event\":\"agent-started\"}\n");
+		print_event (ctl, "agent-started");
 	else
 		bgs_shell_print (ctl->shell, "[NEW] The bgsync agent is on the bus (%s)\n", owner);
 }
@@ -2421,7 +2436,7 @@ monitor_devices_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error, 
 	}
 	/* subscribed and known to the agent: say so, scripts wait for it */
 	if (ctl->json)
-		bgs_shell_print (ctl->shell, "{\"event\":\"monitoring\"}\n");
+		print_event (ctl, "monitoring");
 	else
 		bgs_shell_print (ctl->shell, "Monitoring devices and bgsyncctl's tasks; Ctrl-C to stop\n");
 	bgs_shell_set_interrupt (ctl->shell, monitor_interrupt_cb, ctl);

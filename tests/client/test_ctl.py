@@ -96,6 +96,7 @@ def test_register_tasks_unregister(world):
 
     r = world.ctl('unregister', 'sync1')
     assert r.returncode == OK, r.stderr
+    assert js(world.ctl('unregister', 'c1', json=True)) == {}
     names = [x['name'] for x in js(world.ctl('tasks', json=True))['tasks']]
     assert 'sync1' not in names
 
