@@ -35,6 +35,7 @@ typedef struct {
 	GDBusConnection *conn;
 	guint sub;
 	gboolean poked;
+	gboolean dropped;
 	BgsClock *clock;
 	BgsSmpClient *client;
 	gboolean done;
@@ -210,7 +211,7 @@ stop (GPid *pid)
 }
 
 static void
-start_wearable (Fx *f, gboolean address_change)
+start_wearable (Fx *f, const char *extra)
 {
 	g_autofree char *state = g_build_filename (f->dir, "state", NULL);
 	/* --no-acquire: bgsync-sim calls the app's AcquireWrite/AcquireNotify
@@ -220,7 +221,7 @@ start_wearable (Fx *f, gboolean address_change)
 	char *argv[] = { (char *) WEARABLE_BIN, (char *) "--bus", f->address, (char *) "--adapter", (char *) "hci1",
 			 (char *) "--state-dir", state, (char *) "--reboot-seconds", (char *) "1",
 			 (char *) "--no-acquire", g_getenv ("BGS_TEST_VERBOSE") ? (char *) "-v" : (char *) "--battery=87",
-			 address_change ? (char *) "--address-change" : NULL, NULL };
+			 (char *) extra, NULL };
 
 	f->wear_pid = spawn (argv, NULL);
 }
@@ -470,7 +471,7 @@ update_through_reboot (Fx *f, gboolean address_change, const char *addr_after)
 	g_autoptr(GArray) after = NULL;
 	g_autoptr(GArray) final = NULL;
 
-	start_wearable (f, address_change);
+	start_wearable (f, address_change ? "--address-change" : NULL);
 	connect_device (f, "00:AA:01:00:00:01");
 	before = read_state (f);
 	assert_string_equal (g_array_index (before, BgsSmpImageSlot, 0).version, "1.0.0");
@@ -535,12 +536,133 @@ test_update_address_change (void **state)
 	update_through_reboot (*state, TRUE, "00:AA:01:00:00:02");
 }
 
+static void
+upload (Fx *f, GBytes *bytes)
+{
+	f->done = FALSE;
+	f->ok = FALSE;
+	g_clear_error (&f->error);
+	bgs_smp_client_upload_image_async (f->client, bytes, 0, FALSE, NULL, NULL, NULL, upload_cb, f);
+	assert_true (wait_done (f));
+}
+
+static void
+drop_after_half (guint64 done, guint64 total, gpointer user_data)
+{
+	Fx *f = user_data;
+	g_autoptr(GVariant) r = NULL;
+
+	if (done < total / 2 || f->dropped)
+		return;
+	f->dropped = TRUE;
+	r = g_dbus_connection_call_sync (f->conn, "org.bgsync.Sim", "/org/bgsync/sim", "org.bgsync.Sim1",
+					 "DropLink", g_variant_new ("(s)", "00:AA:01:00:00:01"), NULL,
+					 G_DBUS_CALL_FLAGS_NONE, 5000, NULL, NULL);
+	assert_non_null (r);
+}
+
+/* the link drops mid-upload (simulator DropLink): after reconnecting, the
+ * same upload resumes at the device's offset */
+static void
+test_link_lost_resume (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GByteArray) img = smp_test_image_new (1, 3, 0, 0, 200 * 1024, 13, FALSE, NULL);
+	g_autoptr(GBytes) bytes = g_bytes_new (img->data, img->len);
+	BgsSmpClientStats before, after;
+
+	start_wearable (f, NULL);
+	connect_device (f, "00:AA:01:00:00:01");
+	f->done = FALSE;
+	bgs_smp_client_upload_image_async (f->client, bytes, 0, FALSE, drop_after_half, f, NULL,
+					   upload_cb, f);
+	assert_true (wait_done (f));
+	assert_false (f->ok);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_IO));
+	connect_device (f, "00:AA:01:00:00:01");
+	bgs_smp_client_get_stats (f->client, &before);
+	upload (f, bytes);
+	if (f->error != NULL)
+		print_error ("upload: %s\n", f->error->message);
+	assert_true (f->ok);
+	bgs_smp_client_get_stats (f->client, &after);
+	/* about half went over the air the second time, not all of it */
+	assert_true (after.bytes_sent - before.bytes_sent < img->len * 7 / 10);
+}
+
+/* --reject-images: the upload fails with the device's reason */
+static void
+test_reject (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GByteArray) img = smp_test_image_new (1, 3, 0, 0, 4096, 13, FALSE, NULL);
+	g_autoptr(GBytes) bytes = g_bytes_new (img->data, img->len);
+
+	start_wearable (f, "--reject-images");
+	connect_device (f, "00:AA:01:00:00:01");
+	upload (f, bytes);
+	assert_false (f->ok);
+	assert_non_null (strstr (f->error->message, "IMG_MGMT_RET_RC_UNKNOWN"));
+}
+
+static void
+reset_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fx *f = user_data;
+
+	f->ok = bgs_smp_client_reset_finish (f->client, result, &f->error);
+	f->done = TRUE;
+}
+
+/* --revert-on-test: after the reset the device runs the old image */
+static void
+test_revert (void **state)
+{
+	Fx *f = *state;
+	guint8 hash[32];
+	g_autoptr(GByteArray) img = smp_test_image_new (2, 0, 0, 0, 8192, 13, FALSE, hash);
+	g_autoptr(GBytes) bytes = g_bytes_new (img->data, img->len);
+	g_autoptr(GArray) after = NULL;
+
+	start_wearable (f, "--revert-on-test");
+	connect_device (f, "00:AA:01:00:00:01");
+	upload (f, bytes);
+	assert_true (f->ok);
+	{
+		g_autoptr(GBytes) body = bgs_smp_build_image_state_set (hash, FALSE);
+		g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE,
+						    BGS_SMP_IMAGE_STATE, body);
+
+		assert_true (bgs_smp_body_check (r->body, NULL));
+	}
+	f->done = FALSE;
+	bgs_smp_client_reset_async (f->client, NULL, reset_cb, f);
+	assert_true (wait_done (f));
+	assert_true (f->ok);
+	{
+		gboolean hit = FALSE;
+		guint id = g_timeout_add_seconds (WAIT_SECONDS, on_limit, &hit);
+
+		while (bgs_smp_client_is_attached (f->client) && !hit)
+			g_main_context_iteration (NULL, TRUE);
+		if (!hit)
+			g_source_remove (id);
+	}
+	connect_device (f, "00:AA:01:00:00:01");
+	after = read_state (f);
+	assert_string_equal (g_array_index (after, BgsSmpImageSlot, 0).version, "1.0.0");
+	assert_true (g_array_index (after, BgsSmpImageSlot, 0).confirmed);
+}
+
 int
 main (void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown (test_update, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_update_address_change, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_link_lost_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_reject, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_revert, setup, teardown),
 	};
 
 	g_autofree char *daemon = g_find_program_in_path ("dbus-daemon");
