@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <glib-unix.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bgs-error.h"
@@ -521,8 +522,11 @@ flush_out (BgsSmpClient *client, GError **error)
 	while ((pkt = g_queue_peek_head (&client->out_packets)) != NULL) {
 		gsize len = 0;
 		const guint8 *data = g_bytes_get_data (pkt, &len);
-		ssize_t n = write (client->write_fd, data, len);
+		/* MSG_NOSIGNAL: a peer that hung up must not SIGPIPE the agent */
+		ssize_t n = send (client->write_fd, data, len, MSG_NOSIGNAL);
 
+		if (n < 0 && errno == ENOTSOCK)
+			n = write (client->write_fd, data, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

@@ -7,6 +7,7 @@
 #include <glib/gstdio.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -851,8 +852,10 @@ fd_send (const guint8 *data, gsize len, gpointer user_data, GError **error)
 	BgsSmpServer *s = user_data;
 
 	for (;;) {
-		ssize_t n = write (s->write_fd, data, len);
+		ssize_t n = send (s->write_fd, data, len, MSG_NOSIGNAL);
 
+		if (n < 0 && errno == ENOTSOCK)
+			n = write (s->write_fd, data, len);
 		if (n >= 0)
 			return TRUE;
 		if (errno == EINTR)

@@ -624,6 +624,26 @@ test_echo_v1_and_unknown (void **state)
 	assert_true (g_error_matches (error, BGS_ERROR, BGS_ERROR_NOT_SUPPORTED));
 }
 
+/* the other end hung up: no SIGPIPE (default action would kill us), the
+ * request fails with BGS_ERROR_IO */
+static void
+test_peer_gone (void **state)
+{
+	Fx *f = *state;
+	int sv[2];
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GBytes) body = bgs_smp_build_echo ("anyone?");
+
+	assert_int_equal (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_true (bgs_smp_client_attach_fds (f->client, sv[0], sv[0], 23, &error));
+	close (sv[1]);
+	clear_result (f);
+	bgs_smp_client_call_async (f->client, BGS_SMP_OP_WRITE, 0, 0, body, NULL, call_cb, f);
+	wait_done (f);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_IO));
+	assert_false (bgs_smp_client_is_attached (f->client));
+}
+
 int
 main (void)
 {
@@ -638,6 +658,7 @@ main (void)
 		cmocka_unit_test_setup_teardown (test_stall, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_fs, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_echo_v1_and_unknown, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_peer_gone, setup, teardown),
 	};
 
 	return cmocka_run_group_tests (tests, NULL, NULL);
