@@ -1043,10 +1043,13 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 			sim_return_error (inv, "Failed", "Failed to initiate write");
 			return;
 		}
-		if (len > 512) {
+		/* attribute values are at most 512 bytes; a command is bounded by
+		 * the MTU alone, like bluetoothd's write without response */
+		if (g_strcmp0 (type, "request") == 0 && (gsize) option_u16 (opts, "offset", 0) + len > 512) {
 			sim_return_error (inv, "InvalidValueLength", "Invalid value length");
 			return;
 		}
+		g_debug ("%s: WriteValue %s %zu bytes from %s", rc->obj->path, type, len, sender);
 		op = g_new0 (SimOp, 1);
 		op->dev = rc->dev;
 		op->rc = rc;
