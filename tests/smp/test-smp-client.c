@@ -572,6 +572,56 @@ test_image_state_typed_error (void **state)
 	assert_non_null (strstr (f->error->message, "IMG_MGMT_RET_RC_HASH_NOT_FOUND"));
 }
 
+typedef struct {
+	BgsSmpClient *client;
+	GBytes *frame;
+	gboolean done;
+} Drop;
+
+static void
+drop_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Drop *d = user_data;
+	g_autoptr(BgsSmpResponse) r = bgs_smp_client_call_finish (d->client, result, NULL);
+
+	/* the owner lets go of the client from inside its callback */
+	bgs_smp_client_unref (d->client);
+	d->done = TRUE;
+}
+
+static gboolean
+feed_in_idle (gpointer user_data)
+{
+	Drop *d = user_data;
+	gsize len = 0;
+	const guint8 *data = g_bytes_get_data (d->frame, &len);
+
+	/* inside a source dispatch GTask completes at once, so the callback
+	 * runs while the client is still parsing */
+	bgs_smp_client_receive (d->client, data, len);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+test_unref_in_callback (void **state)
+{
+	Fixture *f = *state;
+	Drop d = { 0 };
+	g_autoptr(GBytes) body = bgs_smp_build_echo ("x");
+
+	d.client = bgs_smp_client_new (f->clock, BGS_SMP_V1);
+	bgs_smp_client_set_transport (d.client, 23, fake_send, f, NULL);
+	bgs_smp_client_call_async (d.client, BGS_SMP_OP_WRITE, 0, 0, body, NULL, drop_cb, &d);
+	d.frame = echo_response (0, "x");
+	/* the completion must come in a later main loop iteration than the call */
+	settle ();
+	g_idle_add (feed_in_idle, &d);
+	for (guint i = 0; i < 100 && !d.done; i++)
+		g_main_context_iteration (NULL, TRUE);
+	assert_true (d.done);
+	g_bytes_unref (d.frame);
+}
+
 static void
 test_chunk_size (void **state)
 {
@@ -613,6 +663,7 @@ main (void)
 		cmocka_unit_test_setup_teardown (test_v2_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_reset_link_drop, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_image_state_typed_error, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_unref_in_callback, setup, teardown),
 		cmocka_unit_test (test_chunk_size),
 	};
 
