@@ -668,6 +668,7 @@ bgs_smp_upload_chunk_size (gsize max_frame, const char *name, guint64 off, guint
 
 typedef struct {
 	BgsSmpClient *client;
+	char *name;     /* file upload; NULL for an image */
 	GBytes *image;
 	guint image_num;
 	gboolean upgrade;
@@ -683,6 +684,7 @@ upload_free (Upload *up)
 {
 	bgs_smp_client_unref (up->client);
 	g_bytes_unref (up->image);
+	g_free (up->name);
 	g_free (up);
 }
 
@@ -702,7 +704,8 @@ upload_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 	resp = bgs_smp_client_call_finish (up->client, result, &error);
 	if (resp == NULL || !bgs_smp_body_check (resp->body, &error) ||
 	    !bgs_smp_parse_image_upload (resp->body, &off, &match, &error)) {
-		g_prefix_error (&error, "image upload at offset %" G_GUINT64_FORMAT ": ", up->off);
+		g_prefix_error (&error, "%s upload at offset %" G_GUINT64_FORMAT ": ",
+				up->name != NULL ? up->name : "image", up->off);
 		g_task_return_error (task, g_steal_pointer (&error));
 		return;
 	}
@@ -738,7 +741,7 @@ upload_next (GTask *task)
 	Upload *up = g_task_get_task_data (task);
 	gsize total = 0;
 	const guint8 *data = g_bytes_get_data (up->image, &total);
-	gsize n = bgs_smp_upload_chunk_size (up->client->max_frame, NULL, up->off, total);
+	gsize n = bgs_smp_upload_chunk_size (up->client->max_frame, up->name, up->off, total);
 	g_autoptr(GBytes) body = NULL;
 
 	if (n == 0) {
@@ -749,6 +752,13 @@ upload_next (GTask *task)
 		return;
 	}
 	n = MIN (n, total - up->off);
+	if (up->name != NULL) {
+		body = bgs_smp_build_fs_upload (up->name, up->off, data + up->off, n, total);
+		bgs_smp_client_call_async (up->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_FS,
+					   BGS_SMP_FS_FILE, body, g_task_get_cancellable (task),
+					   upload_cb, task);
+		return;
+	}
 	body = bgs_smp_build_image_upload (up->image_num, up->off, data + up->off, n, total, up->sha,
 					   up->upgrade);
 	bgs_smp_client_call_async (up->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE,
@@ -788,6 +798,40 @@ bgs_smp_client_upload_image_async (BgsSmpClient *client, GBytes *image, guint im
 
 gboolean
 bgs_smp_client_upload_image_finish (BgsSmpClient *client, GAsyncResult *result, GError **error)
+{
+	return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+void
+bgs_smp_client_upload_file_async (BgsSmpClient *client, const char *name, GBytes *data,
+				  BgsSmpProgressFunc progress, gpointer progress_data,
+				  GCancellable *cancellable, GAsyncReadyCallback callback,
+				  gpointer user_data)
+{
+	GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+	Upload *up = g_new0 (Upload, 1);
+
+	g_task_set_source_tag (task, bgs_smp_client_upload_file_async);
+	g_task_set_check_cancellable (task, FALSE);
+	up->client = bgs_smp_client_ref (client);
+	up->name = g_strdup (name);
+	up->image = g_bytes_ref (data);
+	up->progress = progress;
+	up->progress_data = progress_data;
+	g_task_set_task_data (task, up, (GDestroyNotify) upload_free);
+	if (g_bytes_get_size (data) == 0) {
+		/* an empty file is one request with no data */
+		g_autoptr(GBytes) body = bgs_smp_build_fs_upload (name, 0, NULL, 0, 0);
+
+		bgs_smp_client_call_async (client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_FS, BGS_SMP_FS_FILE,
+					   body, cancellable, upload_cb, task);
+		return;
+	}
+	upload_next (task);
+}
+
+gboolean
+bgs_smp_client_upload_file_finish (BgsSmpClient *client, GAsyncResult *result, GError **error)
 {
 	return g_task_propagate_boolean (G_TASK (result), error);
 }

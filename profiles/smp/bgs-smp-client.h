@@ -108,6 +108,15 @@ void bgs_smp_client_download_file_async (BgsSmpClient *client, const char *name,
 gboolean bgs_smp_client_download_file_finish (BgsSmpClient *client, GAsyncResult *result,
 					      guint64 *total, GError **error);
 
+/* file upload (group 8 command 0, write) of @data to @name on the device,
+ * following the offsets the device reports */
+void bgs_smp_client_upload_file_async (BgsSmpClient *client, const char *name, GBytes *data,
+				       BgsSmpProgressFunc progress, gpointer progress_data,
+				       GCancellable *cancellable, GAsyncReadyCallback callback,
+				       gpointer user_data);
+gboolean bgs_smp_client_upload_file_finish (BgsSmpClient *client, GAsyncResult *result,
+					    GError **error);
+
 /* typed commands; device errors come back as GErrors (bgs_smp_body_check) */
 typedef enum {
 	BGS_SMP_IMAGE_READ,    /* state read (1/0, op read) */

@@ -624,6 +624,54 @@ test_echo_v1_and_unknown (void **state)
 	assert_true (g_error_matches (error, BGS_ERROR, BGS_ERROR_NOT_SUPPORTED));
 }
 
+static void
+file_upload_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fx *f = user_data;
+
+	f->ok = bgs_smp_client_upload_file_finish (f->client, result, &f->error);
+	f->done = TRUE;
+}
+
+/* smp_group_8.rst "File upload": a 5000-byte file in chunks, and an empty one */
+static void
+test_fs_upload_helper (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GByteArray) data = g_byte_array_new ();
+	g_autoptr(GBytes) bytes = NULL;
+	g_autoptr(GBytes) empty = g_bytes_new (NULL, 0);
+	g_autofree char *path = g_build_filename (f->dir, "files", "up", "blob.bin", NULL);
+	g_autofree char *path0 = g_build_filename (f->dir, "files", "empty", NULL);
+	g_autofree char *got = NULL;
+	gsize got_len = 0;
+
+	for (guint i = 0; i < 5000; i++) {
+		guint8 b = (guint8) (i * 11);
+
+		g_byte_array_append (data, &b, 1);
+	}
+	bytes = g_bytes_new (data->data, data->len);
+	start_server (f);
+	connect_pair (f, 23);
+	clear_result (f);
+	f->progress_calls = 0;
+	bgs_smp_client_upload_file_async (f->client, "/up/blob.bin", bytes, upload_progress, f, NULL,
+					  file_upload_cb, f);
+	wait_done (f);
+	assert_true (f->ok);
+	assert_true (f->progress_calls > 5);
+	assert_true (g_file_get_contents (path, &got, &got_len, NULL));
+	assert_int_equal (got_len, data->len);
+	assert_memory_equal (got, data->data, data->len);
+
+	clear_result (f);
+	bgs_smp_client_upload_file_async (f->client, "/empty", empty, NULL, NULL, NULL, file_upload_cb, f);
+	wait_done (f);
+	assert_true (f->ok);
+	assert_true (g_file_test (path0, G_FILE_TEST_IS_REGULAR));
+}
+
 /* the other end hung up: no SIGPIPE (default action would kill us), the
  * request fails with BGS_ERROR_IO */
 static void
@@ -659,6 +707,7 @@ main (void)
 		cmocka_unit_test_setup_teardown (test_fs, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_echo_v1_and_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_peer_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_fs_upload_helper, setup, teardown),
 	};
 
 	return cmocka_run_group_tests (tests, NULL, NULL);
