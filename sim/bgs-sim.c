@@ -1383,6 +1383,8 @@ name_acquired (GDBusConnection *conn, const gchar *name, gpointer data)
 static void
 name_lost (GDBusConnection *conn, const gchar *name, gpointer data)
 {
+	if (conn == NULL || g_dbus_connection_is_closed (conn))
+		return;
 	g_warning ("cannot own %s (is another bluetoothd running?)", name);
 }
 
