@@ -4,7 +4,7 @@
 `stack.py ready` waits (bounded) until bluetoothd owns org.bluez, starts
 `btvirt -l2` (again if a controller fails its setup), waits until bluetoothd
 exports hci0 and hci1, makes both adapters connectable (btvirt controllers are
-not by default), powers them and writes BGSYNC_VM_HCI{0,1}_ADDR to an env file.
+not by default), turns Secure Connections off on hci1, powers them and writes BGSYNC_VM_HCI{0,1}_ADDR to an env file.
 Every wait is event driven (ObjectManager / PropertiesChanged) with a timeout.
 """
 import argparse
@@ -101,6 +101,14 @@ class Kmsg:
                 self.failed = m.group(1)
 
 
+def mgmt(index, *args, timeout=10):
+    r = subprocess.run(["btmgmt", "--index", str(index), *args],
+                       capture_output=True, text=True, timeout=timeout)
+    log(f"btmgmt --index {index} {' '.join(args)}: rc={r.returncode} "
+        f"{r.stdout.strip()} {r.stderr.strip()}")
+    return r.returncode
+
+
 def start_btvirt(logpath):
     # page it in first: btvirt answers no HCI command before it has created
     # every controller, and the kernel gives each HCI_Reset only 2 s
@@ -152,13 +160,13 @@ def ready(args):
         f.write(f"BGSYNC_VM_BTVIRT_STARTS={attempt}\n")
     log("both adapters exported")
 
-    for i, path in enumerate(want):
+    for i in range(len(want)):
         # btvirt controllers are not connectable by default; LE adverts of a
         # non-connectable controller cannot be connected to
-        r = subprocess.run(["btmgmt", "--index", str(i), "connectable", "on"],
-                           capture_output=True, text=True, timeout=left())
-        log(f"btmgmt --index {i} connectable on: rc={r.returncode} "
-            f"{r.stdout.strip()} {r.stderr.strip()}")
+        mgmt(i, "connectable", "on", timeout=left())
+    # BR/EDR with Secure Connections races between two btvirt controllers:
+    # the peer (hci1, the wearable's side) runs without SC
+    mgmt(1, "sc", "off", timeout=left())
 
     # main.conf's AutoEnable powers them; a Set while that is in flight fails
     # with org.bluez.Error.Busy, so only set what is still off once it settles
