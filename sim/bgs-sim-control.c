@@ -528,5 +528,6 @@ sim_control_register (Sim *sim)
 
 	sim_iface_set (iface, "Version", g_variant_new_string (PACKAGE_VERSION));
 	sim_iface_set (iface, "BluezRunning", g_variant_new_boolean (TRUE));
+	sim->control = iface;
 	sim_object_export (obj);
 }

@@ -1395,6 +1395,7 @@ restart_cb (gpointer data)
 
 	sim->restart_id = 0;
 	bluez_start (sim);
+	sim_iface_set (sim->control, "BluezRunning", g_variant_new_boolean (TRUE));
 	g_info ("org.bluez is back");
 	return G_SOURCE_REMOVE;
 }
@@ -1433,6 +1434,7 @@ sim_restart_bluez (Sim *sim)
 	sim->name_id = 0;
 	sim_bus_set_online (sim->bus, FALSE);
 	g_clear_pointer (&bluez_root, sim_object_free);
+	sim_iface_set (sim->control, "BluezRunning", g_variant_new_boolean (FALSE));
 	sim->restart_id = g_timeout_add (sim->restart_delay_ms, restart_cb, sim);
 }
 

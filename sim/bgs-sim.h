@@ -295,6 +295,7 @@ struct _Sim {
 	guint name_id;
 	guint restart_id;
 	gboolean bluez_up;
+	SimIface *control;
 	/* configuration */
 	guint supervision_timeout_ms;
 	guint connect_timeout_ms;
