@@ -111,11 +111,25 @@ def make_bindir(path):
     return path
 
 
+class _Cond(threading.Condition):
+    """A condition that counts notifications, so a waiter whose predicate
+    itself waited (a D-Bus call inside a predicate consumes wake-ups) can
+    tell that something arrived meanwhile and must not sleep."""
+
+    def __init__(self):
+        super().__init__(threading.RLock())
+        self.gen = 0
+
+    def notify_all(self):
+        self.gen += 1
+        super().notify_all()
+
+
 class Hub:
     """One condition variable for everything a test waits on."""
 
     def __init__(self):
-        self.cond = threading.Condition()
+        self.cond = _Cond()
         self.checks = []  # callables raising when the world broke
 
     def notify(self):
@@ -128,6 +142,7 @@ class Hub:
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
+                gen = self.cond.gen
                 for check in self.checks:
                     check()
                 value = predicate()
@@ -136,7 +151,8 @@ class Hub:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError('timed out after %.1fs waiting for %s' % (timeout, what))
-                self.cond.wait(left)
+                if self.cond.gen == gen:
+                    self.cond.wait(left)
 
     def quiet_for(self, predicate, duration, what='condition'):
         """Asserts predicate() stays false for duration seconds (used to
@@ -145,6 +161,7 @@ class Hub:
         deadline = time.monotonic() + duration
         with self.cond:
             while True:
+                gen = self.cond.gen
                 for check in self.checks:
                     check()
                 if predicate():
@@ -152,7 +169,8 @@ class Hub:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                self.cond.wait(left)
+                if self.cond.gen == gen:
+                    self.cond.wait(left)
 
 
     def within(self, predicate, duration):
@@ -161,6 +179,7 @@ class Hub:
         deadline = time.monotonic() + duration
         with self.cond:
             while True:
+                gen = self.cond.gen
                 for check in self.checks:
                     check()
                 value = predicate()
@@ -169,7 +188,8 @@ class Hub:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
-                self.cond.wait(left)
+                if self.cond.gen == gen:
+                    self.cond.wait(left)
 
 
 class Channel:
