@@ -1100,21 +1100,12 @@ follow_signal_cb (GDBusConnection *bus, const char *sender, const char *path, co
 
 		g_variant_get (params, "(b&s&s)", &success, &error, &message);
 		if (success)
-			text = g_strdup_printf ("%sTask %s completed%s%s", C_GREEN (ctl), f->name,
-						C_OFF (ctl), *message ? ": " : "");
+			text = g_strdup_printf ("%sTask %s completed%s%s%s", C_GREEN (ctl), f->name,
+						C_OFF (ctl), *message ? ": " : "", message);
 		else
-			text = g_strdup_printf ("%sTask %s failed%s: %s%s%s", C_RED (ctl), f->name,
-						C_OFF (ctl), message, *error ? " " : "", "");
-		if (*message && success) {
-			char *t = g_strconcat (text, message, NULL);
-			g_free (text);
-			text = t;
-		}
-		if (!success && *error) {
-			char *t = g_strdup_printf ("%s(%s)", text, error);
-			g_free (text);
-			text = t;
-		}
+			text = g_strdup_printf ("%sTask %s failed%s: %s%s%s%s", C_RED (ctl), f->name,
+						C_OFF (ctl), *message ? message : "no message",
+						*error ? " (" : "", error, *error ? ")" : "");
 		follow_end (f, success ? EXIT_OK : EXIT_TASK_FAILED, text,
 			    end_json (f, "completed", success, error, message, NULL));
 	} else if (g_str_equal (iface, TASK_IFACE) && g_str_equal (member, "Canceled") &&

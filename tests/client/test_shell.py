@@ -24,10 +24,13 @@ class Tmux:
                                           'XDG_STATE_HOME', 'HOME', 'PATH', 'TERM', 'LANG'))
         cmd = 'env -i %s %s --session %s' % (self.env_args, shlex.quote(world.ctl_path),
                                              ' '.join(shlex.quote(a) for a in args))
-        # keep the pane after bgsyncctl exits, to read its status
-        self.tmux('-f', '/dev/null', 'new-session', '-d', '-x', '200', '-y', '50',
-                  'tmux -S %s set-option remain-on-exit on >/dev/null; exec %s'
-                  % (shlex.quote(self.sock), cmd))
+        # the wrapper records bgsyncctl's exit status (tmux's own
+        # pane_dead_status is sometimes empty) and keeps the pane; it
+        # ignores Ctrl-C itself, bgsyncctl installs its own handler
+        self.status_file = os.path.join(tmp, 'tmux-status')
+        wrapper = 'trap "" INT; %s; echo $? > %s; exec sleep infinity' % (
+            cmd, shlex.quote(self.status_file))
+        self.tmux('-f', '/dev/null', 'new-session', '-d', '-x', '200', '-y', '50', wrapper)
 
     def tmux(self, *args):
         return subprocess.run(['tmux', '-S', self.sock] + list(args), check=True,
@@ -72,14 +75,17 @@ class Tmux:
                          'prompt with %r' % line)
 
     def exit_status(self):
-        """bgsyncctl's exit status once the pane is dead, else None."""
-        out = self.tmux('display-message', '-p', '-t', '0',
-                        '#{pane_dead} #{pane_dead_status}').split()
-        return int(out[1]) if len(out) == 2 and out[0] == '1' else None
+        """bgsyncctl's exit status once it exited, else None."""
+        try:
+            with open(self.status_file) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.endswith('\n') else None
 
     def wait_exit(self):
-        return self.wait(lambda s: self.exit_status() is not None, 'bgsyncctl to exit') and \
-            self.exit_status()
+        self.wait(lambda s: self.exit_status() is not None, 'bgsyncctl to exit')
+        return self.exit_status()
 
     def kill(self):
         subprocess.run(['tmux', '-S', self.sock, 'kill-server'], capture_output=True)
