@@ -943,10 +943,11 @@ sim_adapter_remove (Sim *sim, const gchar *path, GError **error)
 		g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no adapter %s", path);
 		return FALSE;
 	}
-	/* other adapters forget it as a peer */
-	sim_peer_remove (adapter->peer);
 	if (adapter->obj != NULL)
 		adapter_unpublish (adapter);
+	/* other adapters stop hearing it */
+	sim_peer_remove (adapter->peer);
+	adapter->peer = NULL;
 	g_ptr_array_remove (sim->adapters, adapter);
 	g_hash_table_unref (adapter->discovery);
 	g_hash_table_unref (adapter->devices);

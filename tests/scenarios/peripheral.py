@@ -385,7 +385,7 @@ class Peer(dbus.service.Object):
 
     def _adapter_changed(self, iface, changed, invalidated):
         # powering the adapter off drops advertising instances: re-register
-        if iface == 'org.bluez.Adapter1' and changed.get('Powered') is True:
+        if iface == 'org.bluez.Adapter1' and 'Powered' in changed and bool(changed['Powered']):
             self.register_adv()
 
     def _err(self, what):

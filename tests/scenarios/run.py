@@ -32,7 +32,15 @@ def main():
                     help='comma separated scenario names')
     ap.add_argument('--list', action='store_true')
     ap.add_argument('--logdir', default=os.environ.get('BGS_SCENARIO_LOGDIR'))
+    ap.add_argument('--scenarios', default=None,
+                    help='python file with more scenarios (default: the shared suite)')
     args = ap.parse_args()
+    if args.scenarios:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location('extra_scenarios', args.scenarios)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        scenarios.SCENARIOS[:] = mod.SCENARIOS
 
     selected = [s for s in scenarios.SCENARIOS
                 if not args.only or s[0] in args.only.split(',')]
