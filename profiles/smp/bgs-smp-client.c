@@ -226,7 +226,7 @@ bgs_smp_client_is_attached (BgsSmpClient *client)
 void
 bgs_smp_client_detach (BgsSmpClient *client)
 {
-	g_autoptr(BgsSmpClient) keep = bgs_smp_client_ref (client);
+	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
 
 	drop_transport (client);
 	fail_all (client, BGS_ERROR_IO, "SMP link lost");
@@ -302,7 +302,7 @@ on_timeout (gpointer user_data)
 {
 	Request *req = user_data;
 	BgsSmpClient *client = req->client;
-	g_autoptr(BgsSmpClient) keep = bgs_smp_client_ref (client);
+	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
 
 	req->timer = 0;
 	g_return_if_fail (client->current == req);
@@ -339,7 +339,7 @@ on_cancelled (GCancellable *cancellable, gpointer user_data)
 {
 	Request *req = user_data;
 	BgsSmpClient *client = req->client;
-	g_autoptr(BgsSmpClient) keep = bgs_smp_client_ref (client);
+	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
 
 	/* runs in the cancelling thread; bgsync cancels on the main context */
 	if (client->current == req)
@@ -489,7 +489,7 @@ void
 bgs_smp_client_receive (BgsSmpClient *client, const guint8 *data, gsize len)
 {
 	/* a completion callback may drop the caller's last reference */
-	g_autoptr(BgsSmpClient) keep = bgs_smp_client_ref (client);
+	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
 
 	client->stats.bytes_received += len;
 	g_byte_array_append (client->rx, data, (guint) len);
@@ -571,7 +571,7 @@ static gboolean
 on_write_ready (gint fd, GIOCondition cond, gpointer user_data)
 {
 	BgsSmpClient *client = user_data;
-	g_autoptr(BgsSmpClient) keep = bgs_smp_client_ref (client);
+	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
 	g_autoptr(GError) error = NULL;
 
 	g_clear_pointer (&client->write_source, g_source_unref);
@@ -597,7 +597,7 @@ static gboolean
 on_notify_ready (gint fd, GIOCondition cond, gpointer user_data)
 {
 	BgsSmpClient *client = user_data;
-	g_autoptr(BgsSmpClient) keep = bgs_smp_client_ref (client);
+	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
 	guint8 buf[1024];
 	ssize_t n;
 

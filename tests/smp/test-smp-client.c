@@ -535,7 +535,7 @@ static void
 state_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 {
 	Fixture *f = user_data;
-	g_autoptr(GArray) slots = bgs_smp_client_image_state_finish (f->client, result, &f->error);
+	g_autoptr(GArray) slots G_GNUC_UNUSED = bgs_smp_client_image_state_finish (f->client, result, &f->error);
 
 	f->done = TRUE;
 }
@@ -582,7 +582,7 @@ static void
 drop_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 {
 	Drop *d = user_data;
-	g_autoptr(BgsSmpResponse) r = bgs_smp_client_call_finish (d->client, result, NULL);
+	g_autoptr(BgsSmpResponse) r G_GNUC_UNUSED = bgs_smp_client_call_finish (d->client, result, NULL);
 
 	/* the owner lets go of the client from inside its callback */
 	bgs_smp_client_unref (d->client);
