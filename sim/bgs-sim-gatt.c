@@ -824,7 +824,7 @@ write_fd_readable (gint fd, GIOCondition cond, gpointer data)
 		if (n > 0) {
 			SimPkt *p = g_new0 (SimPkt, 1);
 			p->rc = rc;
-			p->data = g_bytes_new (buf, MIN ((gsize) n, (gsize) rc->dev->link->mtu - 3));
+			p->data = g_bytes_new (buf, MIN ((gsize) n, (gsize) rc->write_mtu - 3));
 			if (live_pkts == NULL)
 				live_pkts = g_ptr_array_new ();
 			g_ptr_array_add (live_pkts, p);
@@ -915,7 +915,7 @@ app_acquire_write_cb (GObject *source, GAsyncResult *res, gpointer data)
 					       write_fd_readable, rc);
 		rc->app_write_pending = FALSE;
 		sim_iface_set (rc->iface, "WriteAcquired", g_variant_new_boolean (TRUE));
-		return_fd (a->inv, a->client_fd, rc->dev->link->mtu);
+		return_fd (a->inv, a->client_fd, rc->write_mtu);
 	}
 	if (a->rc != NULL)
 		a->rc->app_write_pending = FALSE;
@@ -971,10 +971,19 @@ acquire_write (SimRChrc *rc, GDBusMethodInvocation *inv)
 	rc->write_src = g_unix_fd_add (rc->write_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
 				       write_fd_readable, rc);
 	sim_iface_set (rc->iface, "WriteAcquired", g_variant_new_boolean (TRUE));
-	return_fd (inv, fds[1], rc->dev->link->mtu);
+	return_fd (inv, fds[1], rc->write_mtu);
 }
 
 /* ---- GattCharacteristic1 / GattDescriptor1 ---- */
+
+/* an "mtu" option asks for at most that much; never below the ATT minimum */
+static guint16
+negotiated_mtu (guint16 link_mtu, guint16 asked)
+{
+	if (asked == 0)
+		return link_mtu;
+	return MAX (23, MIN (link_mtu, asked));
+}
 
 static gboolean
 check_connected (SimDevice *dev, GDBusMethodInvocation *inv)
@@ -1099,6 +1108,7 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 		g_dbus_method_invocation_return_value (inv, NULL);
 	} else if (g_strcmp0 (method, "AcquireNotify") == 0) {
 		gint fds[2];
+		guint16 acquire_mtu = 0;
 		gboolean was = rchrc_subscribed (rc);
 		if (!check_connected (rc->dev, inv))
 			return;
@@ -1116,11 +1126,15 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 		}
 		if (!make_pair (fds, inv))
 			return;
+		{
+			g_autoptr(GVariant) opts = g_variant_get_child_value (params, 0);
+			acquire_mtu = option_u16 (opts, "mtu", 0);
+		}
 		rc->notify_fd = fds[0];
 		rc->notify_hup = g_unix_fd_add (fds[0], G_IO_HUP | G_IO_ERR, notify_fd_hup, rc);
 		sim_iface_set (rc->iface, "NotifyAcquired", g_variant_new_boolean (TRUE));
 		rchrc_update_subscription (rc, was);
-		return_fd (inv, fds[1], rc->dev->link->mtu);
+		return_fd (inv, fds[1], negotiated_mtu (rc->dev->link->mtu, acquire_mtu));
 	} else if (g_strcmp0 (method, "AcquireWrite") == 0) {
 		if (!check_connected (rc->dev, inv))
 			return;
@@ -1131,6 +1145,10 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 		if (!sim_flags_has (flags, "write-without-response")) {
 			sim_return_error (inv, "NotSupported", "Operation is not supported");
 			return;
+		}
+		{
+			g_autoptr(GVariant) opts = g_variant_get_child_value (params, 0);
+			rc->write_mtu = negotiated_mtu (rc->dev->link->mtu, option_u16 (opts, "mtu", 0));
 		}
 		acquire_write (rc, inv);
 	} else if (g_strcmp0 (method, "Confirm") == 0) {

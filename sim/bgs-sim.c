@@ -415,7 +415,12 @@ sim_device_update_from_peer (SimDevice *dev, SimPeer *peer, gboolean seen)
 		sim_iface_set (dev->iface, "ManufacturerData", g_variant_ref (mfr));
 	if (svc != NULL)
 		sim_iface_set (dev->iface, "ServiceData", g_variant_ref (svc));
-	sim_iface_set (dev->iface, "RSSI", g_variant_new_int16 (peer->rssi));
+	{
+		/* bluetoothd reports RSSI changes of 8 dBm or more only */
+		GVariant *old = sim_iface_get (dev->iface, "RSSI");
+		if (old == NULL || ABS (g_variant_get_int16 (old) - peer->rssi) >= 8)
+			sim_iface_set (dev->iface, "RSSI", g_variant_new_int16 (peer->rssi));
+	}
 	if (peer->tx_power != 127)
 		sim_iface_set (dev->iface, "TxPower", g_variant_new_int16 (peer->tx_power));
 }

@@ -247,6 +247,7 @@ struct _SimRChrc {
 	gint write_fd;			/* our end, -1 */
 	guint write_src;
 	gint app_write_fd;		/* our end of the app's AcquireWrite */
+	guint16 write_mtu;		/* MTU given with the acquired write socket */
 	gboolean app_write_pending;
 	GQueue app_write_backlog;
 };

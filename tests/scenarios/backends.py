@@ -125,6 +125,31 @@ class Backend:
         p = self.spawn(argv, 'peripheral-%s.log' % name, env=env, stdout=subprocess.PIPE)
         return p, self._read_ready(p, 20, 'peripheral %s ready' % name)
 
+    def add_wearable(self, name='bgsync-wearable'):
+        """The C virtual wearable as the peer (no test control interface):
+        ready once its advertisement is registered on the peer adapter."""
+        binary = os.environ.get('BGSYNC_WEARABLE')
+        if not binary or not os.access(binary, os.X_OK):
+            raise harness.Skip('bgsync-wearable not built (set BGSYNC_WEARABLE)')
+        state = os.path.join(self.logdir, 'wearable-state')
+        os.makedirs(state, exist_ok=True)
+        argv = [binary, '--adapter', self.peer_adapter.rsplit('/', 1)[-1],
+                '--state-dir', state, '--name', name, '-v']
+        if self.bus_address:
+            argv += ['--bus', self.bus_address]
+        proc = self.spawn(argv, 'wearable.log')
+        props = dbus.Interface(self.bus.get_object('org.bluez', self.peer_adapter),
+                               'org.freedesktop.DBus.Properties')
+
+        def advertising():
+            if proc.poll() is not None:
+                raise ScenarioFailed('bgsync-wearable exited (see %s)' % self.logdir)
+            return call(props.Get, 'org.bluez.LEAdvertisingManager1', 'ActiveInstances') > 0
+        wait_until(advertising, 20, 'bgsync-wearable advertising')
+        peer = Peer(self, self.peer_adapter_address(), name, proc, None)
+        self.peers.append(peer)
+        return peer
+
     def peer_adapter_address(self):
         props = dbus.Interface(self.bus.get_object('org.bluez', self.peer_adapter),
                                'org.freedesktop.DBus.Properties')
@@ -156,7 +181,7 @@ class Backend:
 class SimBackend(Backend):
     name = 'sim'
     capabilities = {'rssi', 'adv-lost', 'range', 'stall', 'address-change', 'rfcomm',
-                    'restart', 'sim-devices', 'scale', 'monitor'}
+                    'restart', 'sim-devices', 'scale', 'monitor', 'wearable'}
 
     def __init__(self, logdir):
         super().__init__(logdir)
@@ -224,7 +249,7 @@ class VmBackend(Backend):
     """Runs inside the VM tier's guest: bluetoothd (started -E) owns
     org.bluez on the system bus, hci0 and hci1 are btvirt controllers."""
     name = 'vm'
-    capabilities = {'range', 'rfcomm', 'monitor'}
+    capabilities = {'range', 'rfcomm', 'monitor', 'wearable'}
     SKIP_REASONS = {
         'rssi': 'btvirt reports LE RSSI as 127 always',
         'adv-lost': 'the emulator sends one advertising report per scan enable: '
@@ -247,6 +272,12 @@ class VmBackend(Backend):
             props = dbus.Interface(self.bus.get_object('org.bluez', a),
                                    'org.freedesktop.DBus.Properties')
             call(props.Set, 'org.bluez.Adapter1', 'Powered', dbus.Boolean(True))
+        # the peer must be connectable over BR/EDR too (RFCOMM): adapters
+        # are not connectable by default
+        props = dbus.Interface(self.bus.get_object('org.bluez', self.peer_adapter),
+                               'org.freedesktop.DBus.Properties')
+        call(props.Set, 'org.bluez.Adapter1', 'DiscoverableTimeout', dbus.UInt32(0))
+        call(props.Set, 'org.bluez.Adapter1', 'Discoverable', dbus.Boolean(True))
 
     def _peer_props(self):
         return dbus.Interface(self.bus.get_object('org.bluez', self.peer_adapter),

@@ -285,3 +285,32 @@ def idle_means_asleep(ctx):
     drain(1.5)   # negative check: measuring that nothing happens
     after = ctx_switches(sim_proc.pid)
     check(after - before <= 2, 'simulator woke up %d times while idle' % (after - before))
+
+
+@scenario()
+def mtu_negotiation(ctx):
+    desc = sim_device_desc()
+    desc['mtu'] = dbus.UInt16(185)
+    desc['services'][0]['characteristics'][1]['flags'] = dbus.Array(
+        ['write', 'write-without-response'], signature='s')
+    addr = add_and_connect(ctx, desc)
+    c = ctx.central
+    hr = c.find_chrc(addr, SIM_HR)
+    check(c.objs.prop(hr, GATT_CHRC, 'MTU') == 185, 'MTU is the smaller of both sides')
+    sock, mtu = c.acquire(hr, 'notify')
+    check(mtu == 185, 'AcquireNotify MTU %d' % mtu)
+    call(ctx.backend.sim.Notify, addr, SIM_HR, dbus.ByteArray(bytes(range(250))))
+    pkt = harness.read_packets(sock, 1, 5, 'notification')[0]
+    check(pkt == bytes(range(182)), 'notification cut to MTU-3 (%d bytes)' % len(pkt))
+    ctrl = c.find_chrc(addr, SIM_CTRL)
+    fd, mtu = call(c.chrc(ctrl).AcquireWrite, dbus.Dictionary({'mtu': dbus.UInt16(100)}, signature='sv'))
+    check(mtu == 100, 'an mtu option lowers the acquired MTU (%d)' % mtu)
+    fd2, mtu2 = None, None
+    expect_error(c.chrc(ctrl).AcquireWrite, dbus.Dictionary({}, signature='sv'),
+                 names=['org.bluez.Error.NotPermitted'])
+    import socket as _s
+    w = _s.socket(fileno=fd.take())
+    w.send(b'\x07' * 97)
+    wait_until(lambda: bytes(call(ctx.backend.sim.GetValue, addr, SIM_CTRL)) == b'\x07' * 97, 5,
+               'acquired write stored')
+    w.close()
