@@ -86,9 +86,10 @@ typedef struct {
 
 void bgs_smp_client_get_stats (BgsSmpClient *client, BgsSmpClientStats *stats);
 
-/* image upload (group 1 command 1) from @off_hint, following the offsets the
- * device reports (so a device that kept a partial upload resumes it); the
- * "sha" of the first chunk is the SHA-256 of the whole of @image */
+/* image upload (group 1 command 1): starts with the offset-0 chunk (len,
+ * sha, upgrade) and then follows the offsets the device reports, so a device
+ * that kept a partial upload of the same "sha" (SHA-256 of all of @image)
+ * resumes it */
 typedef void (*BgsSmpProgressFunc) (guint64 done, guint64 total, gpointer user_data);
 
 void bgs_smp_client_upload_image_async (BgsSmpClient *client, GBytes *image, guint image_num,
