@@ -537,6 +537,8 @@ main (int argc, char **argv)
 		g_printerr ("bgsync-prompt: --timeout must be 1..3600 seconds\n");
 		return 2;
 	}
+	/* every log line to stderr (the journal), debug ones too */
+	g_log_writer_default_set_use_stderr (TRUE);
 	if (verbose && g_getenv ("G_MESSAGES_DEBUG") == NULL)
 		g_setenv ("G_MESSAGES_DEBUG", "bgsync-prompt", TRUE);
 	prompt.timeout_secs = (guint) timeout;

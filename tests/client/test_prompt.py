@@ -88,9 +88,9 @@ class PromptWorld:
         self.h.wait_for(lambda: not self.h.owners.get(NOTIFY), TIMEOUT,
                         'the notification server to leave')
 
-    def start_prompt(self, timeout=30):
+    def start_prompt(self, timeout=30, verbose=False):
         argv = [os.environ['BGSYNC_PROMPT'], '--session', '--notify-bus', self.h.address,
-                '--timeout', str(timeout)]
+                '--timeout', str(timeout)] + (['--verbose'] if verbose else [])
         self.proc = subprocess.Popen(argv, env=self.w.env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, daemon=True).start()
@@ -213,11 +213,12 @@ def test_no_notification_server_denies_then_reuses_it(pw):
 
 def test_notification_server_leaving_denies(pw):
     pw.start_mock()
-    pw.start_prompt()
+    pw.start_prompt(verbose=True)
     a = pw.h.app('app-a')
     task = a.register('sync1', 'device-use')
     pending = a.request_async(task, WATCH1)
-    pw.calls.wait('Notify')
+    # shown: the prompt has the notification's id (debug log)
+    pw.wait_log('notification 1 for App A')
     pw.stop_mock()
     assert tuple(pending.result()) == ('denied-by-user', 'consent-denied')
     pw.wait_log('the notification server went away')
