@@ -26,6 +26,7 @@
 
 #define MANAGER_PATH "/org/bgsync"
 #define TASK_IFACE "org.bgsync.Task1"
+#define TASK_PREFIX "/org/bgsync/task"
 #define MAX_NAME_LEN 128
 #define DEFAULT_HISTORY_LIMIT 100
 
@@ -50,6 +51,7 @@ struct _BgsDaemon {
 	GHashTable *tasks;     /* gint64 id -> BgsTask */
 	GHashTable *latched;   /* gint64 id -> char *data: custom fires waiting for conditions */
 	GHashTable *app_ids;   /* app ids of the last manifest load, to notice removals */
+	guint task_subtree_id;
 	gboolean shutting_down;
 };
 
@@ -179,7 +181,6 @@ task_remove (BgsDaemon *self, BgsTask *task)
 	if (!bgs_store_remove_registration (self->store, id, &error))
 		g_warning ("cannot remove registration %" G_GINT64_FORMAT ": %s", id, error->message);
 	g_hash_table_remove (self->latched, &id);
-	bgs_task_unexport (task);
 	g_hash_table_remove (self->tasks, &id);
 }
 
@@ -511,9 +512,6 @@ parse_register_options (BgsDaemon *self, BgsTriggerKind trigger, GVariant *optio
 	return TRUE;
 }
 
-static void task_dispatch (BgsTask *task, const char *sender, const char *interface_name,
-			   const char *method_name, GVariant *parameters,
-			   GDBusMethodInvocation *invocation, gpointer user_data);
 
 static BgsTask *
 daemon_add_task (BgsDaemon *self, const BgsRegistration *reg, GError **error)
@@ -522,8 +520,6 @@ daemon_add_task (BgsDaemon *self, const BgsRegistration *reg, GError **error)
 	gint64 *key;
 
 	g_object_set_data (G_OBJECT (task), "bgs-daemon", self);
-	if (!bgs_task_export (task, self->bus, task_dispatch, self, error))
-		return NULL;
 	key = g_new (gint64, 1);
 	*key = reg->id;
 	g_hash_table_insert (self->tasks, key, g_object_ref (task));
@@ -1573,16 +1569,95 @@ task_method_cont (BgsDaemon *self, GDBusMethodInvocation *invocation,
 	g_object_unref (task);
 }
 
+/* the task of @object_path, NULL when the path names none */
+static BgsTask *
+task_for_path (BgsDaemon *self, const char *object_path)
+{
+	const char *node;
+	guint64 id;
+
+	if (!g_str_has_prefix (object_path, TASK_PREFIX "/"))
+		return NULL;
+	node = object_path + strlen (TASK_PREFIX "/");
+	if (!g_ascii_string_to_unsigned (node, 10, 1, G_MAXINT64, &id, NULL))
+		return NULL;
+	return lookup_task (self, (gint64) id);
+}
+
 static void
-task_dispatch (BgsTask *task, const char *sender, const char *interface_name,
-	       const char *method_name, GVariant *parameters,
-	       GDBusMethodInvocation *invocation, gpointer user_data)
+task_method_call (GDBusConnection *connection, const char *sender, const char *object_path,
+		  const char *interface_name, const char *method_name, GVariant *parameters,
+		  GDBusMethodInvocation *invocation, gpointer user_data)
 {
 	BgsDaemon *self = user_data;
+	BgsTask *task = task_for_path (self, object_path);
 
+	/* a path that names no task answers exactly like another app's task */
+	if (task == NULL) {
+		return_new_error (invocation, BGS_ERROR_NOT_FOUND, "no such task");
+		return;
+	}
 	/* the task may be gone by the time the caller is identified */
 	with_identity (self, invocation, TRUE, task_method_cont, g_object_ref (task), g_object_unref);
 }
+
+/* get_property and set_property NULL: property access reaches method_call
+ * as org.freedesktop.DBus.Properties, so the owner check can be async */
+static const GDBusInterfaceVTable task_vtable = { task_method_call, NULL, NULL, { 0 } };
+
+/* only the caller's own tasks are listed; a caller not identified yet
+ * (it never called us) sees none */
+static char **
+subtree_enumerate (GDBusConnection *connection, const char *sender, const char *object_path,
+		   gpointer user_data)
+{
+	BgsDaemon *self = user_data;
+	const BgsIdentity *id = bgs_client_list_lookup (self->clients, sender);
+	g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+	GHashTableIter iter;
+	gpointer value;
+
+	if (id == NULL || id->app_id == NULL)
+		return g_strv_builder_end (b);
+	g_hash_table_iter_init (&iter, self->tasks);
+	while (g_hash_table_iter_next (&iter, NULL, &value)) {
+		if (bgs_task_is_owned_by (value, id->uid, id->app_id)) {
+			g_autofree char *node = g_strdup_printf ("%" G_GINT64_FORMAT, bgs_task_get_id (value));
+			g_strv_builder_add (b, node);
+		}
+	}
+	return g_strv_builder_end (b);
+}
+
+/* every node looks the same, whether it is a task, the caller's or not:
+ * GDBus checks calls against this, and it must reveal nothing */
+static GDBusInterfaceInfo **
+subtree_introspect (GDBusConnection *connection, const char *sender, const char *object_path,
+		    const char *node, gpointer user_data)
+{
+	GDBusInterfaceInfo **infos;
+
+	if (node == NULL)
+		return NULL;
+	infos = g_new0 (GDBusInterfaceInfo *, 2);
+	infos[0] = g_dbus_interface_info_ref (bgs_dbus_task1_interface_info ());
+	return infos;
+}
+
+static const GDBusInterfaceVTable *
+subtree_dispatch (GDBusConnection *connection, const char *sender, const char *object_path,
+		  const char *interface_name, const char *node, gpointer *out_user_data,
+		  gpointer user_data)
+{
+	*out_user_data = user_data;
+	if (g_strcmp0 (interface_name, TASK_IFACE) != 0)
+		return NULL;
+	return &task_vtable;
+}
+
+static const GDBusSubtreeVTable task_subtree_vtable = {
+	subtree_enumerate, subtree_introspect, subtree_dispatch, { 0 }
+};
 
 /* ---- wiring ------------------------------------------------------------------- */
 
@@ -1756,6 +1831,11 @@ bgs_daemon_new (const BgsConfig *config, GDBusConnection *bus, GDBusConnection *
 	}
 	recover_unfinished (self);
 
+	self->task_subtree_id = g_dbus_connection_register_subtree (
+		bus, TASK_PREFIX, &task_subtree_vtable,
+		G_DBUS_SUBTREE_FLAGS_DISPATCH_TO_UNENUMERATED_NODES, self, NULL, error);
+	if (self->task_subtree_id == 0)
+		return NULL;
 	self->manager = bgs_dbus_manager1_skeleton_new ();
 	bgs_dbus_manager1_set_version (self->manager, PACKAGE_VERSION);
 	g_signal_connect (self->manager, "handle-register-task", G_CALLBACK (handle_register_task), self);
@@ -1791,6 +1871,10 @@ bgs_daemon_dispose (GObject *object)
 {
 	BgsDaemon *self = BGS_DAEMON (object);
 
+	if (self->task_subtree_id != 0) {
+		g_dbus_connection_unregister_subtree (self->bus, self->task_subtree_id);
+		self->task_subtree_id = 0;
+	}
 	if (self->manager != NULL)
 		g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (self->manager));
 	g_clear_object (&self->manager);
