@@ -154,6 +154,8 @@ typedef struct {
 	GCancellable *call_cancel;  /* cancels the D-Bus call */
 	gulong cancel_id;
 	GCancellable *caller_cancel;
+	GDBusConnection *connection;
+	gboolean cancel_sent;
 } RequestData;
 
 static void
@@ -163,6 +165,7 @@ request_data_free (RequestData *d)
 		g_cancellable_disconnect (d->caller_cancel, d->cancel_id);
 	g_clear_object (&d->caller_cancel);
 	g_clear_object (&d->call_cancel);
+	g_clear_object (&d->connection);
 	g_free (d->owner);
 	g_free (d->path);
 	g_free (d);
@@ -187,9 +190,11 @@ request_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	/* timeout or cancel: tell the agent to drop its prompt, like BlueZ */
 	if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ||
 	    g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
-		g_dbus_connection_call (self->connection, d->owner, d->path, AGENT_IFACE,
-					"Cancel", NULL, NULL, G_DBUS_CALL_FLAGS_NONE, -1,
-					NULL, NULL, NULL);
+		if (!d->cancel_sent)
+			g_dbus_connection_call (self->connection, d->owner, d->path, AGENT_IFACE,
+						"Cancel", NULL, NULL, G_DBUS_CALL_FLAGS_NONE, -1,
+						NULL, NULL, NULL);
+		d->cancel_sent = TRUE;
 		g_object_set_data_full (G_OBJECT (task), "detail",
 					g_strdup (g_error_matches (error, G_IO_ERROR,
 								   G_IO_ERROR_TIMED_OUT)
@@ -215,6 +220,11 @@ caller_cancelled_cb (GCancellable *cancellable, gpointer user_data)
 {
 	RequestData *d = user_data;
 
+	/* tell the agent now: at shutdown no later iteration would */
+	if (!d->cancel_sent)
+		g_dbus_connection_call (d->connection, d->owner, d->path, AGENT_IFACE, "Cancel",
+					NULL, NULL, G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+	d->cancel_sent = TRUE;
 	g_cancellable_cancel (d->call_cancel);
 }
 
@@ -239,6 +249,7 @@ bgs_consent_agents_request_async (BgsConsentAgents *self, guint32 uid,
 	d->owner = g_strdup (a->owner);
 	d->path = g_strdup (a->path);
 	d->call_cancel = g_cancellable_new ();
+	d->connection = g_object_ref (self->connection);
 	if (cancellable != NULL) {
 		d->caller_cancel = g_object_ref (cancellable);
 		d->cancel_id = g_cancellable_connect (cancellable, G_CALLBACK (caller_cancelled_cb),

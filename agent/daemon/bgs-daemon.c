@@ -582,6 +582,11 @@ register_task_cont (BgsDaemon *self, GDBusMethodInvocation *invocation,
 		count++;
 		if (g_strcmp0 (r->name, reg->name) != 0)
 			continue;
+		if (r->trigger == reg->trigger && g_strcmp0 (r->entry_point, reg->entry_point) == 0 &&
+		    bgs_task_get_remove_when_idle (t)) {
+			/* unregistered while running, registered again: it stays */
+			bgs_task_set_remove_when_idle (t, FALSE);
+		}
 		if (r->trigger != reg->trigger || g_strcmp0 (r->entry_point, reg->entry_point) != 0 ||
 		    g_strcmp0 (r->custom_trigger, reg->custom_trigger) != 0 ||
 		    r->recurrence != reg->recurrence || r->conditions != reg->conditions) {
@@ -1229,7 +1234,6 @@ consent_answer_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	BgsConsentAnswer answer;
 	BgsInitiationDecision final;
 	gint64 task_id = bgs_task_get_id (ctx->task);
-	static const char *const changed[] = { "State", "Device", NULL };
 
 	answer = bgs_consent_agents_request_finish (BGS_CONSENT_AGENTS (source), res, &detail);
 	g_object_set_data (G_OBJECT (ctx->task), "bgs-consent-cancel", NULL);
@@ -1237,8 +1241,7 @@ consent_answer_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	/* the reservation ended while the user was asked (app gone, Cancel,
 	 * device removed, shutdown) */
 	if (!bgs_engine_has_task (self->engine, task_id) || self->shutting_down) {
-		bgs_task_set_state (ctx->task, BGS_TASK_STATE_IDLE, NULL);
-		task_props_changed (self, ctx->task, changed);
+		task_go_idle (self, ctx->task);
 		request_reply (ctx, BGS_RESULT_DENIED_BY_SYSTEM, BGS_DENY_CANCELED);
 		request_ctx_free (ctx);
 		return;
@@ -1259,8 +1262,7 @@ consent_answer_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	}
 	if (final.result != BGS_RESULT_ALLOWED) {
 		bgs_engine_release (self->engine, task_id);
-		bgs_task_set_state (ctx->task, BGS_TASK_STATE_IDLE, NULL);
-		task_props_changed (self, ctx->task, changed);
+		task_go_idle (self, ctx->task);
 		request_reply (ctx, final.result, final.reason);
 		request_ctx_free (ctx);
 		return;
