@@ -33,6 +33,13 @@
 #define UPDATE_UPLOAD_END 80
 #define UPDATE_REBOOT_END 95
 
+static gboolean
+is_canceled (const GError *error)
+{
+	return g_error_matches (error, BGS_ERROR, BGS_ERROR_CANCELED) ||
+	       is_canceled (error);
+}
+
 typedef enum {
 	STEP_CONNECT,
 	STEP_UPLOAD,
@@ -176,7 +183,8 @@ disconnected_cb (BgsTransport *transport, GError *error, gpointer user_data)
 static void
 attach_client (SmpRun *s)
 {
-	bgs_smp_client_set_transport (s->client, bgs_transport_get_payload_size (s->transport),
+	/* the client wants the ATT MTU; the transport's payload is MTU - 3 */
+	bgs_smp_client_set_transport (s->client, bgs_transport_get_payload_size (s->transport) + 3,
 				      transport_send_cb, s, NULL);
 	s->link_up = TRUE;
 }
@@ -208,7 +216,7 @@ open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	g_free (ctx);
 	transport = bgs_run_open_transport_finish (BGS_RUN (source), res, &error);
 	if (transport == NULL) {
-		if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+		if (!is_canceled (error))
 			smp_fail (s, BGS_ERROR_IO, "cannot open the SMP channel: %s", error->message);
 		return;
 	}
@@ -280,13 +288,17 @@ upload_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	g_autoptr(GError) error = NULL;
 
 	if (!bgs_smp_client_upload_image_finish (s->client, res, &error)) {
-		if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) ||
+		if (is_canceled (error) ||
 		    bgs_run_is_finished (s->run))
 			return;
 		/* a reconnect resumes the upload from the device's offset */
 		if (!s->link_up)
 			return;
-		smp_fail (s, BGS_ERROR_FAILED, "the device rejected the image: %s", error->message);
+		if (g_error_matches (error, BGS_ERROR, BGS_ERROR_TIMED_OUT))
+			smp_fail (s, BGS_ERROR_TIMED_OUT, "the device stopped answering during the upload: %s",
+				  error->message);
+		else
+			smp_fail (s, BGS_ERROR_FAILED, "the device rejected the image: %s", error->message);
 		return;
 	}
 	s->step = STEP_TEST;
@@ -302,7 +314,7 @@ state_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	g_autoptr(GArray) slots = NULL;
 
 	if (resp == NULL) {
-		if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) ||
+		if (is_canceled (error) ||
 		    bgs_run_is_finished (s->run) || !s->link_up)
 			return;
 		smp_fail (s, BGS_ERROR_PROTOCOL, "image state request failed: %s", error->message);
@@ -353,7 +365,7 @@ reset_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 
 	/* the device may drop the link before or after answering: either way
 	 * the reboot shows up as a disconnect, then a reconnect */
-	if (resp == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+	if (resp == NULL && is_canceled (error))
 		return;
 	if (s->step == STEP_RESET) {
 		s->step = STEP_REBOOT;
@@ -433,7 +445,7 @@ image_read_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 
 	n = g_output_stream_splice_finish (G_OUTPUT_STREAM (source), res, &error);
 	if (n < 0 || s == NULL || bgs_run_is_finished (run)) {
-		if (n < 0 && s != NULL && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+		if (n < 0 && s != NULL && !is_canceled (error))
 			smp_fail (s, BGS_ERROR_IO, "cannot read the firmware image: %s", error->message);
 		g_object_unref (run);
 		return;
@@ -513,7 +525,7 @@ download_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	guint64 total = 0;
 
 	if (!bgs_smp_client_download_file_finish (s->client, res, &total, &error)) {
-		if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || bgs_run_is_finished (s->run))
+		if (is_canceled (error) || bgs_run_is_finished (s->run))
 			return;
 		smp_fail (s, BGS_ERROR_FAILED, "downloading %s failed: %s", s->files[s->file_index],
 			  error->message);
