@@ -61,10 +61,13 @@ parse_services (SimPeer *peer, GVariant *list, GError **error)
 		GVariantIter cit;
 		GVariant *cd;
 
-		if (!g_variant_lookup (sdict, "uuid", "&s", &uuid) || !g_uuid_string_is_valid (uuid))
+		g_autofree gchar *sfull = NULL;
+
+		if (!g_variant_lookup (sdict, "uuid", "&s", &uuid) ||
+		    (sfull = sim_uuid_normalize (uuid)) == NULL)
 			return bad (error, "service without a valid uuid%s", "");
 		g_variant_lookup (sdict, "primary", "b", &primary);
-		svc = sim_gatt_svc_new (uuid, primary);
+		svc = sim_gatt_svc_new (sfull, primary);
 		g_ptr_array_add (peer->services, svc);
 		chrcs = g_variant_lookup_value (sdict, "characteristics", G_VARIANT_TYPE ("aa{sv}"));
 		if (chrcs == NULL)
@@ -79,9 +82,12 @@ parse_services (SimPeer *peer, GVariant *list, GError **error)
 			GVariantIter dit;
 			GVariant *dd;
 
-			if (!g_variant_lookup (cdict, "uuid", "&s", &uuid) || !g_uuid_string_is_valid (uuid))
+			g_autofree gchar *cfull = NULL;
+
+			if (!g_variant_lookup (cdict, "uuid", "&s", &uuid) ||
+			    (cfull = sim_uuid_normalize (uuid)) == NULL)
 				return bad (error, "characteristic without a valid uuid%s", "");
-			c = sim_gatt_chrc_add (svc, uuid, (const gchar *const *) flags, value);
+			c = sim_gatt_chrc_add (svc, cfull, (const gchar *const *) flags, value);
 			descs = g_variant_lookup_value (cdict, "descriptors", G_VARIANT_TYPE ("aa{sv}"));
 			if (descs == NULL)
 				continue;
@@ -90,9 +96,12 @@ parse_services (SimPeer *peer, GVariant *list, GError **error)
 				g_autoptr(GVariant) ddict = dd;
 				g_auto(GStrv) dflags = flags_from (ddict);
 				g_autoptr(GBytes) dvalue = value_from (ddict);
-				if (!g_variant_lookup (ddict, "uuid", "&s", &uuid) || !g_uuid_string_is_valid (uuid))
+				g_autofree gchar *dfull = NULL;
+
+				if (!g_variant_lookup (ddict, "uuid", "&s", &uuid) ||
+				    (dfull = sim_uuid_normalize (uuid)) == NULL)
 					return bad (error, "descriptor without a valid uuid%s", "");
-				sim_gatt_desc_add (c, uuid, (const gchar *const *) dflags, dvalue);
+				sim_gatt_desc_add (c, dfull, (const gchar *const *) dflags, dvalue);
 			}
 		}
 	}
@@ -112,16 +121,16 @@ apply_adv_data (SimPeer *peer, GVariant *desc, GError **error)
 		peer->name = s[0] != '\0' ? g_strdup (s) : NULL;
 	}
 	if (g_variant_lookup (desc, "uuids", "^a&s", &uuids)) {
-		for (guint i = 0; uuids[i] != NULL; i++)
-			if (!g_uuid_string_is_valid (uuids[i]))
+		g_autoptr(GPtrArray) full = g_ptr_array_new_with_free_func (g_free);
+		for (guint i = 0; uuids[i] != NULL; i++) {
+			gchar *f = sim_uuid_normalize (uuids[i]);
+			if (f == NULL)
 				return bad (error, "invalid uuid %s", uuids[i]);
-		g_strfreev (peer->uuids);
-		peer->uuids = g_strdupv ((GStrv) uuids);
-		for (guint i = 0; peer->uuids[i] != NULL; i++) {
-			gchar *l = g_ascii_strdown (peer->uuids[i], -1);
-			g_free (peer->uuids[i]);
-			peer->uuids[i] = l;
+			g_ptr_array_add (full, f);
 		}
+		g_ptr_array_add (full, NULL);
+		g_strfreev (peer->uuids);
+		peer->uuids = (GStrv) g_ptr_array_steal (full, NULL);
 	}
 	if ((v = g_variant_lookup_value (desc, "manufacturer-data", NULL)) != NULL) {
 		if (!g_variant_is_of_type (v, G_VARIANT_TYPE ("a{qv}"))) {
@@ -246,7 +255,11 @@ static SimGattChrc *
 peer_find_chrc (SimPeer *peer, const gchar *uuid)
 {
 	g_autoptr(GPtrArray) svcs = g_ptr_array_new ();
+	g_autofree gchar *full = sim_uuid_normalize (uuid);
 
+	if (full == NULL)
+		return NULL;
+	uuid = full;
 	sim_peer_collect_services (peer, svcs);
 	for (guint i = 0; i < svcs->len; i++) {
 		SimGattSvc *svc = g_ptr_array_index (svcs, i);

@@ -158,13 +158,15 @@ parse_app (SimApp *app, GVariant *objects, GError **error)
 				props = g_variant_lookup_value (obj, "org.bluez.GattService1", NULL);
 				if (props == NULL)
 					continue;
-				if (!g_variant_lookup (props, "UUID", "&s", &uuid)) {
+				g_autofree gchar *full = NULL;
+				if (!g_variant_lookup (props, "UUID", "&s", &uuid) ||
+				    (full = sim_uuid_normalize (uuid)) == NULL) {
 					g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-						     "service %s has no UUID", p);
+						     "service %s has no valid UUID", p);
 					return FALSE;
 				}
 				g_variant_lookup (props, "Primary", "b", &primary);
-				svc = sim_gatt_svc_new (uuid, primary);
+				svc = sim_gatt_svc_new (full, primary);
 				svc->app = app;
 				svc->app_path = g_strdup (p);
 				g_ptr_array_add (app->services, svc);
@@ -182,13 +184,19 @@ parse_app (SimApp *app, GVariant *objects, GError **error)
 						     "characteristic %s lacks UUID, Service or Flags", p);
 					return FALSE;
 				}
+				g_autofree gchar *full = sim_uuid_normalize (uuid);
+				if (full == NULL) {
+					g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+						     "characteristic %s has an invalid UUID", p);
+					return FALSE;
+				}
 				svc = g_hash_table_lookup (svc_by_path, parent);
 				if (svc == NULL) {
 					g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
 						     "characteristic %s: no service %s", p, parent);
 					return FALSE;
 				}
-				c = sim_gatt_chrc_add (svc, uuid, flags, NULL);
+				c = sim_gatt_chrc_add (svc, full, flags, NULL);
 				c->app_path = g_strdup (p);
 				{
 					g_autoptr(GVariant) wa = g_variant_lookup_value (props, "WriteAcquired", NULL);
@@ -210,13 +218,19 @@ parse_app (SimApp *app, GVariant *objects, GError **error)
 						     "descriptor %s lacks UUID, Characteristic or Flags", p);
 					return FALSE;
 				}
+				g_autofree gchar *full = sim_uuid_normalize (uuid);
+				if (full == NULL) {
+					g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+						     "descriptor %s has an invalid UUID", p);
+					return FALSE;
+				}
 				c = g_hash_table_lookup (chrc_by_path, parent);
 				if (c == NULL) {
 					g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
 						     "descriptor %s: no characteristic %s", p, parent);
 					return FALSE;
 				}
-				d = sim_gatt_desc_add (c, uuid, flags, NULL);
+				d = sim_gatt_desc_add (c, full, flags, NULL);
 				d->app_path = g_strdup (p);
 			}
 		}
@@ -434,7 +448,19 @@ advert_props_cb (GObject *source, GAsyncResult *res, gpointer data)
 	adv->owner = g_strdup (p->owner);
 	adv->path = g_strdup (p->path);
 	adv->type = g_strdup (type);
-	g_variant_lookup (props, "ServiceUUIDs", "^as", &adv->uuids);
+	if (g_variant_lookup (props, "ServiceUUIDs", "^as", &adv->uuids)) {
+		for (guint i = 0; adv->uuids[i] != NULL; i++) {
+			gchar *full = sim_uuid_normalize (adv->uuids[i]);
+			if (full == NULL) {
+				sim_return_error (p->inv, "Failed", "Failed to parse advertisement.");
+				advert_free (adv);
+				pending_free (p);
+				return;
+			}
+			g_free (adv->uuids[i]);
+			adv->uuids[i] = full;
+		}
+	}
 	g_variant_lookup (props, "LocalName", "s", &adv->local_name);
 	adv->mfr_data = g_variant_lookup_value (props, "ManufacturerData", G_VARIANT_TYPE ("a{qv}"));
 	adv->svc_data = g_variant_lookup_value (props, "ServiceData", G_VARIANT_TYPE ("a{sv}"));

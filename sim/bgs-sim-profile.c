@@ -43,8 +43,8 @@ struct _SimStream {
 
 static GPtrArray *all_streams;
 
-static gchar *
-normalize_uuid (const gchar *uuid)
+gchar *
+sim_uuid_normalize (const gchar *uuid)
 {
 	gsize len = strlen (uuid);
 
@@ -112,7 +112,7 @@ profile_manager_method (SimIface *iface, const gchar *sender, const gchar *metho
 		guint16 q;
 
 		g_variant_get (params, "(&o&s@a{sv})", &path, &uuid_in, &opts);
-		uuid = normalize_uuid (uuid_in);
+		uuid = sim_uuid_normalize (uuid_in);
 		if (uuid == NULL) {
 			sim_return_error (inv, "InvalidArguments", "Invalid arguments in method call");
 			return;
@@ -229,14 +229,14 @@ find_server (Sim *sim, const gchar *uuid, SimProfile *local)
 gboolean
 sim_profile_has_remote (SimPeer *peer, const gchar *uuid)
 {
-	g_autofree gchar *u = normalize_uuid (uuid);
+	g_autofree gchar *u = sim_uuid_normalize (uuid);
 
 	if (u == NULL)
 		return FALSE;
 	if (peer->host != NULL)
 		return find_server (peer->sim, u, NULL) != NULL;
 	for (guint i = 0; peer->rfcomm_echo != NULL && peer->rfcomm_echo[i] != NULL; i++) {
-		g_autofree gchar *e = normalize_uuid (peer->rfcomm_echo[i]);
+		g_autofree gchar *e = sim_uuid_normalize (peer->rfcomm_echo[i]);
 		if (g_strcmp0 (e, u) == 0)
 			return TRUE;
 	}
@@ -563,7 +563,7 @@ void
 sim_profile_connect (SimDevice *dev, const gchar *uuid_in, GDBusMethodInvocation *inv)
 {
 	Sim *sim = dev->adapter->sim;
-	g_autofree gchar *uuid = normalize_uuid (uuid_in);
+	g_autofree gchar *uuid = sim_uuid_normalize (uuid_in);
 	SimLink *link = dev->link;
 	SimPeer *peer;
 	SimProfile *local, *server = NULL;
@@ -631,7 +631,7 @@ sim_profile_connect (SimDevice *dev, const gchar *uuid_in, GDBusMethodInvocation
 gboolean
 sim_profile_disconnect (SimDevice *dev, const gchar *uuid_in, GError **error)
 {
-	g_autofree gchar *uuid = normalize_uuid (uuid_in);
+	g_autofree gchar *uuid = sim_uuid_normalize (uuid_in);
 	SimLink *link = dev->link;
 
 	if (uuid == NULL) {

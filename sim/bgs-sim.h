@@ -380,6 +380,8 @@ void sim_peripheral_drop_apps (SimAdapter *adapter);
 void sim_peripheral_refresh (SimPeer *peer);
 
 /* bgs-sim-profile.c */
+/* 16/32-bit or 128-bit UUID to lowercase 128-bit, NULL if invalid */
+gchar *sim_uuid_normalize (const gchar *uuid);
 void sim_profile_manager_register (Sim *sim, SimObject *root);
 void sim_profile_connect (SimDevice *dev, const gchar *uuid,
 			  GDBusMethodInvocation *inv);

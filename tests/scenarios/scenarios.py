@@ -607,5 +607,16 @@ def scale_1000_devices_100_links(ctx):
     check(len(objs) > 1000, 'GetManagedObjects lists everything (%d)' % len(objs))
     hr = c.find_chrc(addrs[99], SIM_HR)
     check(c.read(hr) == b'\x00\x48', 'read over link 100')
+    # and traffic on all 100 links at once
+    reads = []
+    for a in addrs[:100]:
+        box = {}
+        c.chrc(c.find_chrc(a, SIM_HR)).ReadValue(
+            dbus.Dictionary({}, signature='sv'),
+            reply_handler=lambda v, box=box: box.setdefault('v', bytes(v)),
+            error_handler=lambda e, box=box: box.setdefault('e', e), timeout=60)
+        reads.append(box)
+    wait_until(lambda: all(reads), 60, '100 parallel reads')
+    check(all(r.get('v') == b'\x00\x48' for r in reads), 'every link answered')
     dt = time.monotonic() - t
     check(dt < 10, 'responsive under load (%.1fs for dump + read)' % dt)

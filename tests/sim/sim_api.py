@@ -240,6 +240,7 @@ def simctl_cli(ctx):
     devs = json.loads(r.stdout)
     check(any(d['address'] == addr and d['name'] == 'cli-dev' for d in devs), 'listed: %s' % devs)
     check(run('get-value', addr, SIM_CTRL).stdout.strip() == '6162', 'get-value hex')
+    check(run('get-value', addr, '2a39').stdout.strip() == '6162', 'short UUIDs work too')
     check(run('set-value', addr, SIM_CTRL, '0102').returncode == 0, 'set-value')
     check(run('get-value', addr, SIM_CTRL).stdout.strip() == '0102', 'value set')
     check(run('in-range', addr, 'off').returncode == 0, 'in-range off')
