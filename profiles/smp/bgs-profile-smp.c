@@ -37,7 +37,7 @@ static gboolean
 is_canceled (const GError *error)
 {
 	return g_error_matches (error, BGS_ERROR, BGS_ERROR_CANCELED) ||
-	       is_canceled (error);
+	       g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
 }
 
 typedef enum {
