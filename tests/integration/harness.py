@@ -645,6 +645,7 @@ class Harness:
                  ('bluez5', 'org.bluez')]
         procs = [(self._spawn([PYTHON, '-m', 'dbusmock', '--system', '--template', t],
                               'mock-%s.log' % t), name) for t, name in mocks]
+        self.mocks = {t: p for (t, _), (p, _) in zip(mocks, procs)}
         # a process exit does not wake the hub, so watch each one
         for p, _ in procs:
             self._watch(p)

@@ -1,4 +1,5 @@
 # The agent stopping and starting again with the same state directory.
+import os
 import signal
 
 from harness import APP_A, BAND3, WATCH1, WATCH2, start_run
@@ -61,3 +62,27 @@ def test_crash_recovery_records_terminating(bg, a):
     h = a.manager('GetHistory', 'u', 1)[0][0]
     assert (h['result'], h['reason']) == ('canceled', 'terminating')
     assert h['ended'] > 0
+
+
+def test_request_right_after_start_waits_for_bluez(bg, a):
+    """A request that arrives before the agent has read BlueZ's devices
+    (bus activation: the first caller starts the agent) must not be refused
+    "unknown-device". BlueZ is frozen (SIGSTOP) while the agent starts, so
+    the request deterministically comes first."""
+    a.become_agent('allow')
+    t = a.register('sync')
+    assert bg.stop_daemon() == 0
+    bluez = bg.mocks['bluez5']
+    os.kill(bluez.pid, signal.SIGSTOP)
+    try:
+        bg.start_daemon()
+        a.become_agent('allow', path='/test/agent2')
+        ch = bg.channel()
+        pending = a.request_async(t, WATCH1, channel=ch)
+        # the agent answers other callers meanwhile
+        assert t in a.get_tasks()
+        early = pending.done() and pending.result()
+    finally:
+        os.kill(bluez.pid, signal.SIGCONT)
+    result = early or tuple(pending.result())
+    assert tuple(result) == ('allowed', ''), result
