@@ -88,3 +88,28 @@ def test_conditions_hold_back_a_custom_task(bg, a):
     # when the condition comes true the fired trigger runs it
     bg.set_battery(80, False)
     a.wait_signal('Completed', t, lambda args: args == [True, '', 'data: d'])
+
+
+@pytest.mark.root
+def test_user_present_condition_follows_the_session(bg, a):
+    bg.lock_session('c1', True)
+    t = custom(a, 'present', 'com.example.sync', 'once', ['user-present'])
+    assert raise_as_root(bg, 'com.example.sync', 'p') == 0
+    assert a.signals('Completed', t) == []
+    # unlocking makes the user present: the fired trigger runs, then the
+    # once task goes
+    bg.lock_session('c1', False)
+    a.wait_signal('Completed', t, lambda args: args == [True, '', 'data: p'])
+    bg.wait_for(lambda: t not in a.get_tasks(), what='the once task to go')
+
+
+@pytest.mark.root
+def test_custom_tasks_do_not_make_the_app_busy(bg, a):
+    from harness import WATCH1, start_run
+    a.become_agent('allow')
+    tc = custom(a, 'always', 'com.example.sync', 'always')
+    td, ch = start_run(bg, a, device=WATCH1)
+    assert raise_as_root(bg, 'com.example.sync', 'x') == 1
+    a.wait_signal('Completed', tc)
+    ch.echo('device-task-untouched')
+    assert a.prop(td, 'State') == 'running'
