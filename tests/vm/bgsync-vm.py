@@ -390,7 +390,9 @@ def list_scenarios(env):
 
 
 def scenario_command(env, names):
-    return (f"/usr/bin/python3 {env.src}/{SCENARIO_RUN} --backend vm "
+    # BGSYNC_WEARABLE: the C wearable as a pluggable peer, as tests/sim passes it
+    return (f"BGSYNC_WEARABLE={env.build}/wearable/bgsync-wearable "
+            f"/usr/bin/python3 {env.src}/{SCENARIO_RUN} --backend vm "
             f"--logdir \"$BGSYNC_VM_RESULTS/scenarios\" --only {','.join(names)}")
 
 
