@@ -11,6 +11,13 @@
 
 #include "bgs-sim.h"
 
+/* bluetoothd asks the app for the socket: AcquireNotify(a{sv}) -> (h, q) */
+typedef struct {
+	SimGattChrc *c;		/* NULL once the characteristic is gone */
+} SimNotifyAcq;
+
+static GPtrArray *live_nacqs;
+
 gboolean
 sim_flags_has (const gchar *const *flags, const gchar *flag)
 {
@@ -54,6 +61,11 @@ chrc_free (SimGattChrc *c)
 	g_clear_handle_id (&c->app_notify_src, g_source_remove);
 	if (c->app_notify_fd >= 0)
 		close (c->app_notify_fd);
+	for (guint i = 0; live_nacqs != NULL && i < live_nacqs->len; i++) {
+		SimNotifyAcq *a = g_ptr_array_index (live_nacqs, i);
+		if (a->c == c)
+			a->c = NULL;
+	}
 	for (guint i = 0; i < c->descs->len; i++)
 		desc_free (g_ptr_array_index (c->descs, i));
 	g_ptr_array_unref (c->descs);
@@ -191,10 +203,11 @@ app_options (SimDevice *dev, guint16 offset, const gchar *type)
 		g_variant_builder_add (&b, "{sv}", "device", g_variant_new_object_path (view->path));
 	g_variant_builder_add (&b, "{sv}", "link", g_variant_new_string ("LE"));
 	g_variant_builder_add (&b, "{sv}", "mtu", g_variant_new_uint16 (dev->link->mtu));
-	if (offset > 0 || type != NULL)
+	/* bluetoothd 5.66 sends no "type" to the app, and "offset" only when
+	 * there is one (seen in the VM tier) */
+	(void) type;
+	if (offset > 0)
 		g_variant_builder_add (&b, "{sv}", "offset", g_variant_new_uint16 (offset));
-	if (type != NULL)
-		g_variant_builder_add (&b, "{sv}", "type", g_variant_new_string (type));
 	return g_variant_builder_end (&b);
 }
 
@@ -612,54 +625,100 @@ app_notify_readable (gint fd, GIOCondition cond, gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
+
+static void
+app_start_notify (SimGattChrc *c)
+{
+	SimApp *app = c->svc->app;
+
+	g_dbus_connection_call (app->adapter->sim->conn, app->owner, c->app_path,
+				"org.bluez.GattCharacteristic1", "StartNotify", NULL, NULL,
+				G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+}
+
 static void
 app_acquire_notify_cb (GObject *source, GAsyncResult *res, gpointer data)
 {
+	SimNotifyAcq *a = data;
+	SimGattChrc *c = a->c;
 	g_autoptr(GError) error = NULL;
-	g_autoptr(GVariant) ret = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+	g_autoptr(GUnixFDList) fds = NULL;
+	g_autoptr(GVariant) ret = g_dbus_connection_call_with_unix_fd_list_finish (
+			G_DBUS_CONNECTION (source), &fds, res, &error);
+	gint32 handle = -1;
+	gint fd = -1;
 
-	if (ret == NULL)
-		g_debug ("app AcquireNotify failed: %s", error->message);
+	g_ptr_array_remove_fast (live_nacqs, a);
+	g_free (a);
+	if (ret != NULL) {
+		g_variant_get (ret, "(hq)", &handle, NULL);
+		if (fds != NULL && handle >= 0 && handle < g_unix_fd_list_get_length (fds))
+			fd = g_unix_fd_list_get (fds, handle, NULL);
+	}
+	if (c == NULL) {
+		if (fd >= 0)
+			close (fd);
+		return;
+	}
+	c->app_notify_pending = FALSE;
+	if (fd < 0) {
+		/* like bluetoothd, fall back to notifications through Value */
+		g_debug ("app AcquireNotify failed (%s): StartNotify instead",
+			 error != NULL ? error->message : "no fd");
+		if (c->app_notifying)
+			app_start_notify (c);
+		return;
+	}
+	if (!c->app_notifying) {
+		close (fd);
+		return;
+	}
+	g_unix_set_fd_nonblocking (fd, TRUE, NULL);
+	c->app_notify_fd = fd;
+	c->app_notify_src = g_unix_fd_add (fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
+					   app_notify_readable, c);
+}
+
+static GVariant *
+app_acquire_options (SimDevice *dev)
+{
+	GVariantBuilder b;
+	SimDevice *view = client_view_at_server (dev);
+
+	g_variant_builder_init (&b, G_VARIANT_TYPE ("a{sv}"));
+	if (view != NULL)
+		g_variant_builder_add (&b, "{sv}", "device", g_variant_new_object_path (view->path));
+	g_variant_builder_add (&b, "{sv}", "link", g_variant_new_string ("LE"));
+	g_variant_builder_add (&b, "{sv}", "mtu", g_variant_new_uint16 (dev->link->mtu));
+	return g_variant_builder_end (&b);
 }
 
 static void
 chrc_app_subscribe (SimGattChrc *c, SimDevice *dev)
 {
 	SimApp *app = c->svc->app;
+	SimNotifyAcq *a;
 
 	if (app == NULL || c->app_notifying)
 		return;
 	c->app_notifying = TRUE;
-	if (c->app_notify_acquired) {
-		gint fds[2];
-		g_autoptr(GUnixFDList) list = NULL;
-		GVariantBuilder b;
-		SimDevice *view = client_view_at_server (dev);
-
-		if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) {
-			g_warning ("socketpair: %s", g_strerror (errno));
-			c->app_notifying = FALSE;
-			return;
-		}
-		list = g_unix_fd_list_new_from_array (&fds[1], 1);
-		c->app_notify_fd = fds[0];
-		c->app_notify_src = g_unix_fd_add (fds[0], G_IO_IN | G_IO_HUP | G_IO_ERR,
-						   app_notify_readable, c);
-		g_variant_builder_init (&b, G_VARIANT_TYPE ("a{sv}"));
-		if (view != NULL)
-			g_variant_builder_add (&b, "{sv}", "device", g_variant_new_object_path (view->path));
-		g_variant_builder_add (&b, "{sv}", "link", g_variant_new_string ("LE"));
-		g_variant_builder_add (&b, "{sv}", "mtu", g_variant_new_uint16 (dev->link->mtu));
-		g_dbus_connection_call_with_unix_fd_list (app->adapter->sim->conn, app->owner,
-				c->app_path, "org.bluez.GattCharacteristic1", "AcquireNotify",
-				g_variant_new ("(h@a{sv})", 0, g_variant_builder_end (&b)),
-				NULL, G_DBUS_CALL_FLAGS_NONE, -1, list, NULL,
-				app_acquire_notify_cb, NULL);
+	if (c->app_notify_pending || c->app_notify_fd >= 0)
+		return;
+	if (!c->app_notify_acquired) {
+		app_start_notify (c);
 		return;
 	}
-	g_dbus_connection_call (app->adapter->sim->conn, app->owner, c->app_path,
-				"org.bluez.GattCharacteristic1", "StartNotify", NULL, NULL,
-				G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
+	a = g_new0 (SimNotifyAcq, 1);
+	a->c = c;
+	if (live_nacqs == NULL)
+		live_nacqs = g_ptr_array_new ();
+	g_ptr_array_add (live_nacqs, a);
+	c->app_notify_pending = TRUE;
+	g_dbus_connection_call_with_unix_fd_list (app->adapter->sim->conn, app->owner,
+			c->app_path, "org.bluez.GattCharacteristic1", "AcquireNotify",
+			g_variant_new ("(@a{sv})", app_acquire_options (dev)),
+			G_VARIANT_TYPE ("(hq)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL,
+			app_acquire_notify_cb, a);
 }
 
 static void
@@ -671,29 +730,37 @@ chrc_app_unsubscribe (SimGattChrc *c)
 		return;
 	c->app_notifying = FALSE;
 	if (c->app_notify_fd >= 0) {
+		/* closing the socket is how bluetoothd tells the app */
 		g_clear_handle_id (&c->app_notify_src, g_source_remove);
 		close (c->app_notify_fd);
 		c->app_notify_fd = -1;
 		return;
 	}
+	if (c->app_notify_pending)
+		return;	/* the reply finds app_notifying off and closes it */
 	g_dbus_connection_call (app->adapter->sim->conn, app->owner, c->app_path,
 				"org.bluez.GattCharacteristic1", "StopNotify", NULL, NULL,
 				G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL, NULL);
 }
 
+/* counted in the server's subscribers while a client wants notifications
+ * and the link is up; StartNotify sessions outlive a disconnection, like
+ * bluetoothd re-registering its notify clients on reconnection */
 static void
 rchrc_update_subscription (SimRChrc *rc, gboolean was)
 {
-	gboolean now = rchrc_subscribed (rc);
+	gboolean active = rchrc_subscribed (rc) && rc->dev->link != NULL && !rc->dev->link->dead;
 
+	(void) was;
 	if (sim_flags_has ((const gchar *const *) rc->chrc->flags, "notify") ||
 	    sim_flags_has ((const gchar *const *) rc->chrc->flags, "indicate"))
 		sim_iface_set (rc->iface, "Notifying",
 			       g_variant_new_boolean (g_hash_table_size (rc->notify_clients) > 0));
-	if (was == now)
+	if (active == rc->counted)
 		return;
-	if (now) {
-		if (rc->chrc->subscribers++ == 0 && rc->dev->link != NULL)
+	rc->counted = active;
+	if (active) {
+		if (rc->chrc->subscribers++ == 0)
 			chrc_app_subscribe (rc->chrc, rc->dev);
 	} else if (rc->chrc->subscribers > 0 && --rc->chrc->subscribers == 0) {
 		chrc_app_unsubscribe (rc->chrc);
@@ -879,11 +946,10 @@ return_fd (GDBusMethodInvocation *inv, gint fd, guint16 mtu)
 }
 
 typedef struct {
-	SimRChrc *rc;
+	SimRChrc *rc;		/* NULL once it is gone */
 	GDBusMethodInvocation *inv;
 	gint client_fd;
 	gint ours;
-	gint app_ours;
 } SimAcq;
 
 static GPtrArray *live_acqs;
@@ -893,32 +959,44 @@ app_acquire_write_cb (GObject *source, GAsyncResult *res, gpointer data)
 {
 	SimAcq *a = data;
 	g_autoptr(GError) error = NULL;
+	g_autoptr(GUnixFDList) fds = NULL;
 	g_autoptr(GVariant) ret = g_dbus_connection_call_with_unix_fd_list_finish (
-			G_DBUS_CONNECTION (source), NULL, res, &error);
-	gboolean alive = g_ptr_array_remove_fast (live_acqs, a);
+			G_DBUS_CONNECTION (source), &fds, res, &error);
+	gint32 handle = -1;
+	gint app_fd = -1;
 
-	if (!alive || a->rc == NULL || a->rc->dev->link == NULL) {
+	g_ptr_array_remove_fast (live_acqs, a);
+	if (ret != NULL) {
+		g_variant_get (ret, "(hq)", &handle, NULL);
+		if (fds != NULL && handle >= 0 && handle < g_unix_fd_list_get_length (fds))
+			app_fd = g_unix_fd_list_get (fds, handle, NULL);
+	}
+	if (a->rc == NULL || a->rc->dev->link == NULL) {
 		sim_return_error (a->inv, "Failed", "Not connected");
-		close (a->client_fd);
-		close (a->ours);
-		close (a->app_ours);
 	} else if (ret == NULL) {
 		return_app_error (a->inv, error);
-		close (a->client_fd);
-		close (a->ours);
-		close (a->app_ours);
+	} else if (app_fd < 0) {
+		sim_return_error (a->inv, "Failed", "Application returned no socket");
 	} else {
 		SimRChrc *rc = a->rc;
+		g_unix_set_fd_nonblocking (app_fd, TRUE, NULL);
 		rc->write_fd = a->ours;
-		rc->app_write_fd = a->app_ours;
+		rc->app_write_fd = app_fd;
 		rc->write_src = g_unix_fd_add (rc->write_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
 					       write_fd_readable, rc);
 		rc->app_write_pending = FALSE;
 		sim_iface_set (rc->iface, "WriteAcquired", g_variant_new_boolean (TRUE));
 		return_fd (a->inv, a->client_fd, rc->write_mtu);
+		a->ours = a->client_fd = app_fd = -1;
 	}
 	if (a->rc != NULL)
 		a->rc->app_write_pending = FALSE;
+	if (a->ours >= 0)
+		close (a->ours);
+	if (a->client_fd >= 0)
+		close (a->client_fd);
+	if (app_fd >= 0)
+		close (app_fd);
 	g_object_unref (a->inv);
 	g_free (a);
 }
@@ -932,38 +1010,22 @@ acquire_write (SimRChrc *rc, GDBusMethodInvocation *inv)
 	if (!make_pair (fds, inv))
 		return;
 	if (app != NULL && rc->chrc->app_write_acquired) {
-		/* the app wants the bytes on a socket too: hand it one */
-		gint afds[2];
-		g_autoptr(GUnixFDList) list = NULL;
-		GVariantBuilder b;
-		SimDevice *view = client_view_at_server (rc->dev);
-		SimAcq *a;
+		/* the app wants the bytes on a socket too: bluetoothd asks it
+		 * for one, AcquireWrite(a{sv}) -> (h, q) */
+		SimAcq *a = g_new0 (SimAcq, 1);
 
-		if (!make_pair (afds, inv)) {
-			close (fds[0]);
-			close (fds[1]);
-			return;
-		}
-		list = g_unix_fd_list_new_from_array (&afds[1], 1);
-		a = g_new0 (SimAcq, 1);
 		a->rc = rc;
 		a->inv = g_object_ref (inv);
 		a->client_fd = fds[1];
 		a->ours = fds[0];
-		a->app_ours = afds[0];
 		if (live_acqs == NULL)
 			live_acqs = g_ptr_array_new ();
 		g_ptr_array_add (live_acqs, a);
 		rc->app_write_pending = TRUE;
-		g_variant_builder_init (&b, G_VARIANT_TYPE ("a{sv}"));
-		if (view != NULL)
-			g_variant_builder_add (&b, "{sv}", "device", g_variant_new_object_path (view->path));
-		g_variant_builder_add (&b, "{sv}", "link", g_variant_new_string ("LE"));
-		g_variant_builder_add (&b, "{sv}", "mtu", g_variant_new_uint16 (rc->dev->link->mtu));
 		g_dbus_connection_call_with_unix_fd_list (app->adapter->sim->conn, app->owner,
 				rc->chrc->app_path, "org.bluez.GattCharacteristic1", "AcquireWrite",
-				g_variant_new ("(h@a{sv})", 0, g_variant_builder_end (&b)),
-				NULL, G_DBUS_CALL_FLAGS_NONE, -1, list, NULL,
+				g_variant_new ("(@a{sv})", app_acquire_options (rc->dev)),
+				G_VARIANT_TYPE ("(hq)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL,
 				app_acquire_write_cb, a);
 		return;
 	}
@@ -1210,8 +1272,10 @@ rchrc_free (SimRChrc *rc)
 	while (g_hash_table_iter_next (&it, NULL, &v))
 		g_bus_unwatch_name (GPOINTER_TO_UINT (v));
 	g_hash_table_remove_all (rc->notify_clients);
-	if (was && rc->chrc->subscribers > 0 && --rc->chrc->subscribers == 0)
+	(void) was;
+	if (rc->counted && rc->chrc->subscribers > 0 && --rc->chrc->subscribers == 0)
 		chrc_app_unsubscribe (rc->chrc);
+	rc->counted = FALSE;
 	for (guint i = 0; live_notes != NULL && i < live_notes->len; i++) {
 		SimNote *n = g_ptr_array_index (live_notes, i);
 		if (n->rc == rc)
@@ -1260,21 +1324,40 @@ sim_gatt_clear (SimDevice *dev, gboolean keep_objects)
 void
 sim_gatt_link_down (SimDevice *dev)
 {
-	/* acquired sockets and notification sessions end with the link */
+	/* acquired sockets end with the link; StartNotify sessions stay */
 	for (guint i = 0; i < dev->rchrcs->len; i++) {
 		SimRChrc *rc = g_ptr_array_index (dev->rchrcs, i);
-		GHashTableIter it;
-		gpointer v;
-		gboolean was;
 
 		rchrc_close_write (rc);
 		rchrc_close_notify (rc);
-		was = rchrc_subscribed (rc);
-		g_hash_table_iter_init (&it, rc->notify_clients);
-		while (g_hash_table_iter_next (&it, NULL, &v))
-			g_bus_unwatch_name (GPOINTER_TO_UINT (v));
-		g_hash_table_remove_all (rc->notify_clients);
-		rchrc_update_subscription (rc, was);
+		rchrc_update_subscription (rc, FALSE);
+	}
+}
+
+/* services about to be freed: every device object built from them goes
+ * (and is built again from what is left if its link is up) */
+void
+sim_gatt_forget (Sim *sim, GPtrArray *services)
+{
+	for (guint i = 0; services != NULL && i < sim->adapters->len; i++) {
+		SimAdapter *a = g_ptr_array_index (sim->adapters, i);
+		GHashTableIter it;
+		gpointer v;
+
+		g_hash_table_iter_init (&it, a->devices);
+		while (g_hash_table_iter_next (&it, NULL, &v)) {
+			SimDevice *dev = v;
+			gboolean uses = FALSE;
+			for (guint k = 0; k < dev->rchrcs->len && !uses; k++) {
+				SimRChrc *rc = g_ptr_array_index (dev->rchrcs, k);
+				uses = g_ptr_array_find (services, rc->chrc->svc, NULL);
+			}
+			if (!uses)
+				continue;
+			sim_gatt_clear (dev, FALSE);
+			if (dev->link != NULL && !dev->link->dead)
+				sim_gatt_resolve (dev);
+		}
 	}
 }
 
@@ -1285,9 +1368,23 @@ sim_gatt_resolve (SimDevice *dev)
 	g_autoptr(GPtrArray) svcs = g_ptr_array_new ();
 	g_autoptr(GPtrArray) uuids = g_ptr_array_new ();
 
-	sim_gatt_clear (dev, FALSE);
 	if (peer == NULL)
 		return;
+	/* bluetoothd caches attributes (Cache=always): same database, same
+	 * objects */
+	if (dev->gatt_objs->len > 0 && dev->gatt_peer == peer &&
+	    dev->gatt_generation == peer->db_generation) {
+		for (guint i = 0; i < dev->rchrcs->len; i++) {
+			SimRChrc *rc = g_ptr_array_index (dev->rchrcs, i);
+			sim_iface_set (rc->iface, "MTU", g_variant_new_uint16 (dev->link->mtu));
+			rchrc_update_subscription (rc, FALSE);
+		}
+		sim_iface_set (dev->iface, "ServicesResolved", g_variant_new_boolean (TRUE));
+		return;
+	}
+	sim_gatt_clear (dev, FALSE);
+	dev->gatt_peer = peer;
+	dev->gatt_generation = peer->db_generation;
 	sim_peer_collect_services (peer, svcs);
 	for (guint i = 0; i < svcs->len; i++) {
 		SimGattSvc *svc = g_ptr_array_index (svcs, i);

@@ -63,7 +63,9 @@ app_remove (SimApp *app)
 
 	g_info ("%s: application %s%s removed", adapter->path, app->owner, app->path);
 	g_ptr_array_remove (adapter->apps, app);
+	adapter->peer->db_generation++;
 	/* clients drop their references to the old database first */
+	sim_gatt_forget (adapter->sim, app->services);
 	sim_peripheral_refresh (adapter->peer);
 	app_free (app);
 }
@@ -287,6 +289,7 @@ app_objects_cb (GObject *source, GAsyncResult *res, gpointer data)
 							  G_DBUS_SIGNAL_FLAGS_NONE,
 							  app_props_changed, app, NULL);
 	g_ptr_array_add (adapter->apps, app);
+	adapter->peer->db_generation++;
 	g_info ("%s: application %s%s registered (%u services)", adapter->path,
 		app->owner, app->path, app->services->len);
 	g_dbus_method_invocation_return_value (p->inv, NULL);

@@ -1042,7 +1042,6 @@ link_view_down (SimDevice *dev)
 	if (dev == NULL)
 		return;
 	sim_gatt_link_down (dev);
-	sim_gatt_clear (dev, dev->bonded);
 	device_set_bool (dev, "ServicesResolved", FALSE);
 	dev->link = NULL;
 	device_set_connected (dev, FALSE);
@@ -1276,8 +1275,10 @@ sim_peer_remove (SimPeer *peer)
 		if (dev != NULL)
 			device_check_temporary (dev);
 	}
-	if (peer->services != NULL)
+	if (peer->services != NULL) {
+		sim_gatt_forget (sim, peer->services);
 		g_ptr_array_unref (peer->services);
+	}
 	g_strfreev (peer->uuids);
 	g_strfreev (peer->rfcomm_echo);
 	g_clear_pointer (&peer->mfr_data, g_variant_unref);

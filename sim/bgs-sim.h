@@ -123,6 +123,7 @@ struct _SimGattChrc {
 	/* app side of notifications */
 	guint subscribers;	/* SimRChrc subscribed over all links */
 	gboolean app_notifying;
+	gboolean app_notify_pending;	/* AcquireNotify call in flight */
 	gint app_notify_fd;	/* our end of the pair given to the app */
 	guint app_notify_src;
 	guint64 write_count;	/* writes received, for tests */
@@ -164,6 +165,7 @@ struct _SimPeer {
 	GPtrArray *services;	/* SimGattSvc served by the simulator */
 	GStrv rfcomm_echo;	/* profile UUIDs the simulator answers with echo */
 	SimAdapter *host;	/* the adapter this peer is, or NULL */
+	guint db_generation;	/* bumped when its GATT database changes */
 };
 
 struct _SimAdapter {
@@ -202,6 +204,8 @@ struct _SimDevice {
 	SimLink *link;
 	GPtrArray *gatt_objs;	/* SimObject of services/chrcs/descs */
 	GPtrArray *rchrcs;	/* SimRChrc */
+	SimPeer *gatt_peer;	/* whose database the objects show */
+	guint gatt_generation;
 	GPtrArray *pending;	/* GDBusMethodInvocation waiting for connect */
 	guint connect_id;
 	gchar *connect_profile;
@@ -249,7 +253,7 @@ struct _SimRChrc {
 	gint app_write_fd;		/* our end of the app's AcquireWrite */
 	guint16 write_mtu;		/* MTU given with the acquired write socket */
 	gboolean app_write_pending;
-	GQueue app_write_backlog;
+	gboolean counted;		/* in chrc->subscribers */
 };
 
 struct _SimApp {
@@ -371,6 +375,7 @@ void sim_gatt_resolve (SimDevice *dev);
 void sim_gatt_clear (SimDevice *dev, gboolean keep_objects);
 void sim_gatt_notify (SimPeer *peer, SimGattChrc *chrc, GBytes *value);
 void sim_gatt_link_down (SimDevice *dev);
+void sim_gatt_forget (Sim *sim, GPtrArray *services);
 gboolean sim_flags_has (const gchar *const *flags, const gchar *flag);
 
 /* bgs-sim-peripheral.c */

@@ -380,6 +380,56 @@ class Profile(dbus.service.Object):
                 self.connections.remove((d, s))
 
 
+class Agent(dbus.service.Object):
+    """A pairing agent that accepts everything (Just Works)."""
+
+    @dbus.service.method('org.bluez.Agent1', in_signature='', out_signature='')
+    def Release(self):
+        pass
+
+    @dbus.service.method('org.bluez.Agent1', in_signature='os', out_signature='')
+    def AuthorizeService(self, device, uuid):
+        pass
+
+    @dbus.service.method('org.bluez.Agent1', in_signature='o', out_signature='s')
+    def RequestPinCode(self, device):
+        return '0000'
+
+    @dbus.service.method('org.bluez.Agent1', in_signature='o', out_signature='u')
+    def RequestPasskey(self, device):
+        return dbus.UInt32(0)
+
+    @dbus.service.method('org.bluez.Agent1', in_signature='ouq', out_signature='')
+    def DisplayPasskey(self, device, passkey, entered):
+        pass
+
+    @dbus.service.method('org.bluez.Agent1', in_signature='os', out_signature='')
+    def DisplayPinCode(self, device, pincode):
+        pass
+
+    @dbus.service.method('org.bluez.Agent1', in_signature='ou', out_signature='')
+    def RequestConfirmation(self, device, passkey):
+        pass
+
+    @dbus.service.method('org.bluez.Agent1', in_signature='o', out_signature='')
+    def RequestAuthorization(self, device):
+        pass
+
+    @dbus.service.method('org.bluez.Agent1', in_signature='', out_signature='')
+    def Cancel(self):
+        pass
+
+
+def register_agent(bus, path='/org/bgsync/test/agent'):
+    """One bluetoothd serves both sides in the VM: its default agent
+    answers for the peer side of a pairing too."""
+    agent = Agent(bus, path)
+    mgr = dbus.Interface(bus.get_object(BLUEZ, '/org/bluez'), 'org.bluez.AgentManager1')
+    call(mgr.RegisterAgent, dbus.ObjectPath(path), 'NoInputNoOutput')
+    call(mgr.RequestDefaultAgent, dbus.ObjectPath(path))
+    return agent
+
+
 class Monitor(dbus.service.Object):
     """An AdvertisementMonitor1 under an ObjectManager root."""
 

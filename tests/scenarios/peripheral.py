@@ -172,10 +172,20 @@ class Characteristic(dbus.service.Object):
     def StopNotify(self):
         self.notifying = False
 
-    @dbus.service.method('org.bluez.GattCharacteristic1', in_signature='ha{sv}')
-    def AcquireWrite(self, fd, options):
-        sock = socket.socket(fileno=fd.take())
-        sock.setblocking(False)
+    def _pair(self):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        fd = dbus.types.UnixFd(theirs)   # dbus keeps its own duplicate
+        theirs.close()
+        return ours, fd
+
+    @dbus.service.method('org.bluez.GattCharacteristic1', in_signature='a{sv}', out_signature='hq')
+    def AcquireWrite(self, options):
+        # bluetoothd asks the app for a socket it will write into
+        if not self.write_acquired:
+            raise NotSupported('AcquireWrite')
+        sock, fd = self._pair()
+        mtu = int(options.get('mtu', 23))
         self.write_socks.append(sock)
         self.peer.stats['acquire_write'] += 1
 
@@ -185,22 +195,28 @@ class Characteristic(dbus.service.Object):
                     data = sock.recv(65536)
                 except BlockingIOError:
                     return True
+                except OSError:
+                    data = b''
                 if not data:
                     sock.close()
-                    self.write_socks.remove(sock)
+                    if sock in self.write_socks:
+                        self.write_socks.remove(sock)
                     return False
                 self.peer.received.append((self.uuid, 'acquired', data))
         GLib.io_add_watch(sock.fileno(), GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, readable)
+        return fd, dbus.UInt16(mtu)
 
-    @dbus.service.method('org.bluez.GattCharacteristic1', in_signature='ha{sv}')
-    def AcquireNotify(self, fd, options):
+    @dbus.service.method('org.bluez.GattCharacteristic1', in_signature='a{sv}', out_signature='hq')
+    def AcquireNotify(self, options):
+        # bluetoothd asks the app for a socket it will read notifications from
+        if not self.notify_acquired:
+            raise NotSupported('AcquireNotify')
         if self.notify_sock is not None:
             self.notify_sock.close()
-        self.notify_sock = socket.socket(fileno=fd.take())
-        self.notify_sock.setblocking(False)
+        sock, fd = self._pair()
+        self.notify_sock = sock
         self.notify_mtu = int(options.get('mtu', 23))
         self.peer.stats['acquire_notify'] += 1
-        sock = self.notify_sock
 
         def hup(_fd, cond):
             if self.notify_sock is sock:
@@ -208,6 +224,7 @@ class Characteristic(dbus.service.Object):
             sock.close()
             return False
         GLib.io_add_watch(sock.fileno(), GLib.IO_HUP | GLib.IO_ERR, hup)
+        return fd, dbus.UInt16(self.notify_mtu)
 
     def notify(self, data):
         """True: sent; False: nobody subscribed or the socket broke;

@@ -39,6 +39,18 @@ class Context:
         path = c.wait_device(self.peer.address, timeout, name=self.peer.name)
         return path
 
+    def rediscover(self, timeout=20):
+        """Wait until the peer is heard again: a fresh advertising report
+        sets RSSI, which bluetoothd (and the simulator) drop when discovery
+        stops."""
+        c = self.central
+        path = c.device_path(self.peer.address)
+        c.stop_discovery()
+        c.start_discovery({'Transport': 'le'})
+        wait_until(lambda: c.objs.prop(path, DEVICE, 'RSSI') is not None, timeout,
+                   'the peer advertising again')
+        c.stop_discovery()
+
     def connected_peer(self):
         self.add_peer()
         self.discover_peer()
@@ -182,18 +194,14 @@ def gatt_write(ctx):
     rx = c.find_chrc(ctx.peer.address, P.RX_UUID)
     c.write(rx, b'request-1', 'request')
     c.write(rx, b'command-1', 'command')
-    # bluetoothd may route a command to an app with WriteAcquired through
-    # AcquireWrite: the peer logs those as 'acquired'
     ctl = ctx.peer.control()
-    got = wait_until(lambda: [(str(u), str(t), bytes(d)) for u, t, d in call(ctl.Received)] or None,
-                     5, 'writes at the peer')
-    seen = list(got)
-    if len(seen) < 2:
-        seen += [(str(u), str(t), bytes(d)) for u, t, d in
-                 wait_until(lambda: call(ctl.Received) or None, 5, 'second write')]
-    check((P.RX_UUID, 'request', b'request-1') in seen, 'request write arrived: %r' % seen)
-    check((P.RX_UUID, 'command', b'command-1') in seen or
-          (P.RX_UUID, 'acquired', b'command-1') in seen, 'command write arrived: %r' % seen)
+    seen = []
+    wait_until(lambda: seen.extend(bytes(d) for u, t, d in call(ctl.Received)
+                                   if str(u) == P.RX_UUID) or len(seen) >= 2,
+               5, 'both writes at the peer (got %r)' % seen)
+    # bluetoothd 5.66 passes no "type" to the app, and may route a command
+    # through AcquireWrite when the app offers it: only the bytes count
+    check(seen == [b'request-1', b'command-1'], 'writes arrived in order: %r' % seen)
     info = c.find_chrc(ctx.peer.address, P.INFO_UUID)
     expect_error(c.chrc(info).WriteValue, dbus.ByteArray(b'x'),
                  dbus.Dictionary({'type': 'request'}, signature='sv'),
@@ -340,7 +348,11 @@ def link_loss(ctx):
     wait_until(lambda: c.objs.prop(path, DEVICE, 'Connected') is False, 15, 'Connected false')
     check(not c.objs.prop(path, DEVICE, 'ServicesResolved'), 'ServicesResolved false')
     wait_hup(sock, 5, 'acquired notify socket hangs up')
-    wait_until(lambda: not c.objs.children(path, GATT_CHRC), 5, 'GATT objects removed')
+    # bluetoothd caches attributes (Cache=always): the objects stay
+    check(c.objs.children(path, GATT_CHRC), 'GATT objects kept after the link loss')
+    info = c.find_chrc(ctx.peer.address, P.INFO_UUID)
+    expect_error(c.chrc(info).ReadValue, dbus.Dictionary({}, signature='sv'),
+                 names=['org.bluez.Error.Failed', 'org.bluez.Error.NotConnected'])
     # while out of range a connect attempt fails (bounded)
     dev = c.iface(path, DEVICE)
     expect_error(dev.Connect, names=['org.bluez.Error.Failed', 'org.bluez.Error.InProgress',
@@ -354,7 +366,8 @@ def reconnect_after_loss(ctx):
     ctx.backend.set_in_range(ctx.peer, False)
     wait_until(lambda: c.objs.prop(path, DEVICE, 'Connected') is False, 15, 'Connected false')
     ctx.backend.set_in_range(ctx.peer, True)
-    c.connect(ctx.peer.address, attempts=5)
+    ctx.rediscover()
+    c.connect(ctx.peer.address)
     info = c.find_chrc(ctx.peer.address, P.INFO_UUID)
     check(c.read(info).startswith(b'bgsync-peer'), 'read after reconnect')
     # acquired sockets are per connection: acquire again
@@ -381,6 +394,7 @@ def remote_drops_link(ctx):
 def peer_reboot_same_address(ctx):
     path = ctx.connected_peer()
     c = ctx.central
+    harness.register_agent(ctx.bus)
     call(c.iface(path, DEVICE).Pair)
     wait_until(lambda: c.objs.prop(path, DEVICE, 'Paired'), 5, 'Paired')
     old = ctx.peer.address
@@ -389,7 +403,8 @@ def peer_reboot_same_address(ctx):
     check(ctx.peer.address == old, 'same address')
     # a paired device stays; Connect waits for it to come back
     check(c.objs.has(path, DEVICE), 'paired device kept')
-    c.connect(old, attempts=5)
+    ctx.rediscover()
+    c.connect(old)
     check(c.read(c.find_chrc(old, P.INFO_UUID)).startswith(b'bgsync-peer'), 'read after reboot')
 
 

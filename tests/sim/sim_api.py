@@ -89,7 +89,10 @@ def device_errors(ctx):
                  names=['org.bluez.Error.InvalidArguments', 'org.bluez.Error.NotSupported'])
     # gone link: operations fail cleanly, objects vanish
     call(dev.Disconnect)
-    wait_until(lambda: not c.objs.children(path, GATT_CHRC), 5, 'GATT objects removed')
+    wait_until(lambda: c.objs.prop(path, DEVICE, 'Connected') is False, 5, 'disconnected')
+    check(c.objs.children(path, GATT_CHRC), 'GATT objects cached after disconnect')
+    expect_error(c.chrc(hr).ReadValue, dbus.Dictionary({}, signature='sv'),
+                 names=['org.bluez.Error.Failed'])
     check(c.objs.prop(path, DEVICE, 'Paired'), 'paired device stays after disconnect')
     # unknown profile
     expect_error(dev.ConnectProfile, '0000abcd-0000-1000-8000-00805f9b34fb',
