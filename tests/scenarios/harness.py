@@ -259,8 +259,20 @@ class Central:
                 break
             except dbus.exceptions.DBusException as e:
                 last = e
+                if self.objs.prop(path, DEVICE, 'Connected'):
+                    break
+                # bluetoothd may already be connecting by itself (a connect
+                # "in progress"): wait for that to finish instead
+                if 'in progress' in str(e).lower() or \
+                        error_name(e) == 'org.bluez.Error.InProgress':
+                    try:
+                        wait_until(lambda: self.objs.prop(path, DEVICE, 'Connected'), timeout,
+                                   'the connection already in progress')
+                        break
+                    except ScenarioFailed:
+                        continue
                 # a failed page or le-connection-abort: try again, bounded
-                if error_name(e) not in ('org.bluez.Error.Failed', 'org.bluez.Error.InProgress',
+                if error_name(e) not in ('org.bluez.Error.Failed',
                                          'org.freedesktop.DBus.Error.NoReply'):
                     raise
         else:
