@@ -118,7 +118,15 @@ def test_agent_error_reply_denies(bg, a):
     a.become_agent('error')
     t = a.register('sync')
     r = a.request(t, WATCH1)
-    assert r[0] == 'denied-by-user', r
+    # an error denies (ConsentAgent1 XML: "Return an error (any) to deny as
+    # well"); doc/policies.md calls it consent-timeout, the agent says
+    # consent-denied: either way not allowed, and an error is not the
+    # user's decision, so nothing is stored
+    assert r[0] == 'denied-by-user' and r[1] in ('consent-denied', 'consent-timeout'), r
+    assert a.manager('GetConsents')[0] == [], 'an agent error was stored as a decision'
+    a.agent_mode('allow')
+    ch = bg.channel()
+    assert a.request(t, WATCH1, channel=ch) == ('allowed', '')
 
 
 def test_no_consent_agent(bg, a):
@@ -151,6 +159,7 @@ def test_consent_timeout(bg, a):
     assert a.request(t, WATCH1) == ('denied-by-user', 'consent-timeout')
     a.wait_agent_call('Cancel')
     assert a.prop(t, 'State') == 'idle'
+    assert a.manager('GetConsents')[0] == []  # no answer is not stored
 
 
 def test_newest_agent_answers_then_previous_takes_over(bg, a):
@@ -309,13 +318,21 @@ def test_estimate_too_long(bg, a):
     a.become_agent('allow')
     t = a.register('update', 'device-servicing')
     assert a.request(t, WATCH1, 101) == ('denied-by-system', 'estimate-too-long')
+    # the estimate must be strictly below the limit
+    assert a.request(t, WATCH1, 100) == ('denied-by-system', 'estimate-too-long')
     assert a.agent_calls() == []
     ch = bg.channel()
     assert a.request(t, WATCH1, 99, channel=ch) == ('allowed', '')
     assert a.prop(t, 'Estimate') == 99
-    # device-use has no estimate limit
+    ch.send('complete')
+    a.wait_signal('Completed', t)
+    a.wait_state(t, 'idle')
+    # 0 = unknown is accepted
+    ch0 = bg.channel()
+    assert a.request(t, WATCH1, 0, channel=ch0) == ('allowed', '')
+    # device-use has no estimate limit (the app is busy now, which is checked later)
     a2 = a.register('sync')
-    assert a.request(a2, WATCH2, 100000)[1] != 'estimate-too-long'
+    assert a.request(a2, WATCH2, 100000) == ('denied-by-system', 'busy')
 
 
 def test_busy_while_consent_pending_and_while_running(bg, a):
