@@ -889,3 +889,97 @@ bgs_model_registry_list (BgsModelRegistry *self)
 		g_ptr_array_add (list, bgs_device_model_ref (g_ptr_array_index (self->models, i)));
 	return list;
 }
+
+void
+bgs_adv_pattern_free (BgsAdvPattern *p)
+{
+	if (p == NULL)
+		return;
+	g_bytes_unref (p->content);
+	g_free (p);
+}
+
+static void
+add_pattern (GPtrArray *out, guint8 ad_type, const guint8 *data, gsize len)
+{
+	BgsAdvPattern *p;
+
+	/* an AD structure carries at most 29 data bytes in a legacy advert */
+	if (len == 0 || len > 29)
+		return;
+	p = g_new0 (BgsAdvPattern, 1);
+	p->ad_type = ad_type;
+	p->content = g_bytes_new (data, len);
+	g_ptr_array_add (out, p);
+}
+
+/* "0000180f-0000-1000-8000-00805f9b34fb" -> 16-bit 0x180f when on the base UUID */
+static gboolean
+uuid_to_le_bytes (const char *uuid, guint8 out[16], gboolean *is16)
+{
+	guint8 be[16];
+	guint n = 0;
+
+	for (const char *c = uuid; *c != '\0' && n < 32; c++) {
+		int v = g_ascii_xdigit_value (*c);
+		if (*c == '-')
+			continue;
+		if (v < 0)
+			return FALSE;
+		if (n % 2 == 0)
+			be[n / 2] = (guint8) (v << 4);
+		else
+			be[n / 2] |= (guint8) v;
+		n++;
+	}
+	if (n != 32)
+		return FALSE;
+	for (guint i = 0; i < 16; i++)
+		out[i] = be[15 - i];
+	*is16 = g_str_has_suffix (uuid, "-0000-1000-8000-00805f9b34fb") && g_str_has_prefix (uuid, "0000");
+	return TRUE;
+}
+
+GPtrArray *
+bgs_device_model_get_adv_patterns (const BgsDeviceModel *m)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) bgs_adv_pattern_free);
+
+	for (guint i = 0; m != NULL && m->matches != NULL && i < m->matches->len; i++) {
+		BgsDeviceMatch *match = g_ptr_array_index (m->matches, i);
+
+		for (guint j = 0; match->uuids != NULL && match->uuids[j] != NULL; j++) {
+			guint8 le[16];
+			gboolean is16 = FALSE;
+
+			if (!uuid_to_le_bytes (match->uuids[j], le, &is16))
+				continue;
+			if (is16) {
+				/* complete and incomplete 16-bit lists: 0x03, 0x02 */
+				add_pattern (out, 0x03, le + 12, 2);
+				add_pattern (out, 0x02, le + 12, 2);
+			} else {
+				add_pattern (out, 0x07, le, 16);
+				add_pattern (out, 0x06, le, 16);
+			}
+		}
+		if (match->has_mfr) {
+			gsize plen = 0;
+			const guint8 *prefix = match->mfr_prefix != NULL ? g_bytes_get_data (match->mfr_prefix, &plen) : NULL;
+			g_autofree guint8 *buf = g_malloc (2 + plen);
+
+			buf[0] = match->company & 0xff;
+			buf[1] = match->company >> 8;
+			if (plen > 0)
+				memcpy (buf + 2, prefix, plen);
+			add_pattern (out, 0xff, buf, 2 + plen);
+		}
+		if (match->name_glob != NULL) {
+			gsize lit = strcspn (match->name_glob, "*?[");
+			/* complete and shortened local names: 0x09, 0x08 */
+			add_pattern (out, 0x09, (const guint8 *) match->name_glob, lit);
+			add_pattern (out, 0x08, (const guint8 *) match->name_glob, lit);
+		}
+	}
+	return out;
+}

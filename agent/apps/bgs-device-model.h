@@ -80,6 +80,20 @@ const char *bgs_device_model_get_param (const BgsDeviceModel *m, const char *pro
  * (manufacturer data company ids, sorted), "address-<address>" (only when
  * nothing else exists; random addresses change), "unknown". <h> is the first
  * 16 hex digits of the SHA-256 of the value. Never NULL; g_free. */
+/* an advertisement pattern (BlueZ AdvertisementMonitor1 or_patterns):
+ * AD structure @ad_type whose data holds @content at @start */
+typedef struct {
+	guint8 start;
+	guint8 ad_type;
+	GBytes *content;
+} BgsAdvPattern;
+void bgs_adv_pattern_free (BgsAdvPattern *p);
+/* patterns that find the model's advertisements: service UUIDs (16- and
+ * 128-bit lists), manufacturer data (company id + prefix) and name prefixes.
+ * Modalias and vendor/product rules are not in advertisements and add
+ * none. Element-type BgsAdvPattern, never NULL. */
+GPtrArray *bgs_device_model_get_adv_patterns (const BgsDeviceModel *m);
+
 char *bgs_device_model_fallback_id (const BgsDeviceFacts *facts);
 
 /* 16- and 32-bit shorthands expanded to the Bluetooth base UUID, lower

@@ -19,6 +19,7 @@
 #include "bgs-network-monitor.h"
 #include "bgs-policy.h"
 #include "bgs-power-monitor.h"
+#include "bgs-presence.h"
 #include "bgs-profile.h"
 #include "bgs-session-monitor.h"
 #include "bgs-store.h"
@@ -44,6 +45,7 @@ struct _BgsDaemon {
 	BgsConsentAgents *agents;
 	BgsDevices *devices;
 	BgsLinks *links;
+	BgsPresence *presence;
 	BgsPowerMonitor *power;
 	BgsSessionMonitor *session;
 	BgsNetworkMonitor *network;
@@ -58,6 +60,22 @@ struct _BgsDaemon {
 G_DEFINE_TYPE (BgsDaemon, bgs_daemon, G_TYPE_OBJECT)
 
 static void daemon_check_latched (BgsDaemon *self);
+
+/* presence is needed while a device task is registered or anything runs;
+ * otherwise the agent does not scan */
+static void
+update_presence_needed (BgsDaemon *self)
+{
+	GHashTableIter iter;
+	gpointer value;
+	gboolean needed = bgs_engine_count_running (self->engine) > 0;
+
+	g_hash_table_iter_init (&iter, self->tasks);
+	while (!needed && g_hash_table_iter_next (&iter, NULL, &value))
+		needed = bgs_task_get_registration (value)->trigger != BGS_TRIGGER_CUSTOM;
+	if (self->presence != NULL)
+		bgs_presence_set_needed (self->presence, needed);
+}
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -182,6 +200,7 @@ task_remove (BgsDaemon *self, BgsTask *task)
 		g_warning ("cannot remove registration %" G_GINT64_FORMAT ": %s", id, error->message);
 	g_hash_table_remove (self->latched, &id);
 	g_hash_table_remove (self->tasks, &id);
+	update_presence_needed (self);
 }
 
 /* ---- instances ---------------------------------------------------------- */
@@ -210,6 +229,8 @@ task_go_idle (BgsDaemon *self, BgsTask *task)
 	task_props_changed (self, task, changed);
 	if (bgs_task_get_remove_when_idle (task) && !self->shutting_down)
 		task_remove (self, task);
+	else
+		update_presence_needed (self);
 }
 
 static void
@@ -333,6 +354,7 @@ instance_start (BgsDaemon *self, BgsTask *task, BgsRun *run, const char *device_
 	g_signal_connect (run, "estimate", G_CALLBACK (run_estimate_cb), task);
 	g_signal_connect (run, "completed", G_CALLBACK (run_completed_cb), task);
 	task_props_changed (self, task, changed);
+	update_presence_needed (self);
 	g_info ("task %" G_GINT64_FORMAT " (%s of %s) running %s%s%s", reg->id, reg->name,
 		reg->app_id, reg->entry_point, device_label != NULL ? " on " : "",
 		device_label != NULL ? device_label : "");
@@ -523,6 +545,7 @@ daemon_add_task (BgsDaemon *self, const BgsRegistration *reg, GError **error)
 	key = g_new (gint64, 1);
 	*key = reg->id;
 	g_hash_table_insert (self->tasks, key, g_object_ref (task));
+	update_presence_needed (self);
 	return task;
 }
 
@@ -1070,6 +1093,7 @@ typedef struct {
 	char *model_name;
 	guint estimate;
 	char *arguments;
+	char *device_key;
 	GHashTable *fds; /* name -> fd + 1 */
 	BgsInitiationFacts facts;
 	BgsInitiationDecision decision;
@@ -1098,6 +1122,7 @@ request_ctx_free (RequestCtx *ctx)
 	g_free (ctx->model_id);
 	g_free (ctx->model_name);
 	g_free (ctx->arguments);
+	g_free (ctx->device_key);
 	g_free (ctx);
 }
 
@@ -1380,6 +1405,8 @@ request_check_power (RequestCtx *ctx)
 	bgs_power_monitor_ready_async (ctx->self->power, NULL, power_ready_cb, ctx);
 }
 
+static void request_gather_facts (gpointer devices, gpointer data);
+
 static void
 request_cont (BgsDaemon *self, GDBusMethodInvocation *invocation, const BgsIdentity *identity,
 	      gpointer data)
@@ -1392,8 +1419,6 @@ request_cont (BgsDaemon *self, GDBusMethodInvocation *invocation, const BgsIdent
 	guint estimate;
 	g_autoptr(GVariant) options = NULL;
 	g_autoptr(GError) error = NULL;
-	BgsDevice *dev;
-	gboolean stored_found = FALSE, stored_allowed = FALSE;
 
 	g_variant_get (g_dbus_method_invocation_get_parameters (invocation), "(&su&s@a{sv})",
 		       &device_key, &estimate, &arguments, &options);
@@ -1422,6 +1447,23 @@ request_cont (BgsDaemon *self, GDBusMethodInvocation *invocation, const BgsIdent
 	if (g_object_get_data (G_OBJECT (task), "bgs-owner-key") == NULL)
 		g_object_set_data_full (G_OBJECT (task), "bgs-owner-key",
 					bgs_client_app_key (reg->uid, reg->app_id), g_free);
+	ctx->device_key = g_strdup (device_key);
+	/* the first caller may have started us (bus activation) before BlueZ's
+	 * devices were read: wait for them rather than say unknown-device */
+	bgs_devices_when_ready (self->devices, request_gather_facts, ctx);
+}
+
+static void
+request_gather_facts (gpointer devices, gpointer data)
+{
+	RequestCtx *ctx = data;
+	BgsDaemon *self = ctx->self;
+	const BgsRegistration *reg = bgs_task_get_registration (ctx->task);
+	const BgsAppManifest *m = bgs_app_registry_lookup (self->apps, ctx->app_id);
+	const char *device_key = ctx->device_key;
+	g_autoptr(GError) error = NULL;
+	BgsDevice *dev;
+	gboolean stored_found = FALSE, stored_allowed = FALSE;
 
 	/* the facts the initiation policy needs */
 	ctx->facts.trigger = reg->trigger;
@@ -1453,7 +1495,7 @@ request_cont (BgsDaemon *self, GDBusMethodInvocation *invocation, const BgsIdent
 	ctx->facts.stored_consent = !stored_found ? BGS_CONSENT_UNKNOWN
 				    : stored_allowed ? BGS_CONSENT_ALLOWED : BGS_CONSENT_DENIED;
 	ctx->facts.app_busy = bgs_engine_app_busy (self->engine, ctx->uid, ctx->app_id);
-	ctx->facts.estimate = (gint64) estimate * G_USEC_PER_SEC;
+	ctx->facts.estimate = (gint64) ctx->estimate * G_USEC_PER_SEC;
 	ctx->facts.consent_agent = bgs_consent_agents_has_agent (self->agents, ctx->uid);
 
 	request_check_power (ctx);
@@ -1823,6 +1865,7 @@ bgs_daemon_new (const BgsConfig *config, GDBusConnection *bus, GDBusConnection *
 	g_signal_connect (self->devices, "presence-changed", G_CALLBACK (presence_changed_cb), self);
 	g_signal_connect (self->devices, "removed", G_CALLBACK (device_removed_cb), self);
 	self->links = bgs_links_new (self->devices, 30 * G_USEC_PER_SEC);
+	self->presence = bgs_presence_new (system_bus, self->devices, self->models, config);
 
 	regs = bgs_store_list_registrations (self->store, error);
 	if (regs == NULL)
@@ -1884,6 +1927,7 @@ bgs_daemon_dispose (GObject *object)
 		g_hash_table_remove_all (self->tasks);
 	if (self->engine != NULL)
 		g_signal_handlers_disconnect_by_data (self->engine, self);
+	g_clear_object (&self->presence);
 	g_clear_pointer (&self->links, bgs_links_free);
 	g_clear_object (&self->devices);
 	g_clear_object (&self->clients);

@@ -24,6 +24,7 @@ struct _BgsDevice {
 	gboolean blocked;
 	gboolean paired;
 	gboolean sighted;    /* seen advertising within the lost timeout */
+	gboolean monitored;  /* an advertisement monitor reports it found */
 	gint16 rssi;
 	guint64 last_seen;   /* unix usec */
 	gboolean present;
@@ -40,9 +41,12 @@ struct _BgsDevices {
 	gint64 lost_timeout;
 	GDBusObjectManager *manager;
 	GHashTable *devices; /* bluez path -> BgsDevice */
+	GHashTable *monitored; /* bluez paths found by a monitor */
+	gboolean ready;
+	GPtrArray *waiters;    /* (GFunc, data) pairs */
 };
 
-enum { SIGNAL_PRESENCE_CHANGED, SIGNAL_REMOVED, SIGNAL_LAST };
+enum { SIGNAL_PRESENCE_CHANGED, SIGNAL_REMOVED, SIGNAL_BLUEZ_CHANGED, SIGNAL_LAST };
 static guint signals[SIGNAL_LAST];
 
 G_DEFINE_TYPE (BgsDevices, bgs_devices, G_TYPE_OBJECT)
@@ -212,7 +216,7 @@ device_sync_skeleton (BgsDevice *dev)
 static void
 device_update_presence (BgsDevices *self, BgsDevice *dev)
 {
-	gboolean present = dev->connected || dev->sighted;
+	gboolean present = dev->connected || dev->sighted || dev->monitored;
 
 	if (dev->connected)
 		dev->last_seen = g_get_real_time ();
@@ -286,7 +290,8 @@ device_add (BgsDevices *self, GDBusProxy *proxy)
 	dev->object_path = g_strdup_printf ("/org/bgsync/device/%s", dev->id);
 	device_read_props (self, dev, proxy, TRUE);
 	device_identify (self, dev, proxy);
-	dev->present = dev->connected || dev->sighted;
+	dev->monitored = g_hash_table_contains (self->monitored, path);
+	dev->present = dev->connected || dev->sighted || dev->monitored;
 	if (dev->connected)
 		dev->last_seen = g_get_real_time ();
 	dev->skeleton = bgs_dbus_device1_skeleton_new ();
@@ -324,8 +329,10 @@ static void
 adapter_changed (BgsDevices *self, const char *adapter_path)
 {
 	/* a powered-off adapter revokes its devices: their tasks must stop */
-	if (adapter_powered (self, adapter_path))
+	if (adapter_powered (self, adapter_path)) {
+		g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
 		return;
+	}
 	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func (g_free);
 	GHashTableIter iter;
 	gpointer value;
@@ -350,6 +357,9 @@ interface_added (BgsDevices *self, GDBusObject *object, GDBusInterface *iface)
 
 	if (g_strcmp0 (name, DEVICE_IFACE) == 0)
 		device_add (self, G_DBUS_PROXY (iface));
+	else if (g_strcmp0 (name, ADAPTER_IFACE) == 0 ||
+		 g_strcmp0 (name, "org.bluez.AdvertisementMonitorManager1") == 0)
+		g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
 }
 
 static void
@@ -393,6 +403,7 @@ interface_removed_cb (GDBusObjectManager *manager, GDBusObject *object,
 		}
 		for (guint i = 0; i < gone->len; i++)
 			device_remove (self, gone->pdata[i], FALSE);
+		g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
 	}
 }
 
@@ -461,6 +472,36 @@ name_owner_cb (GObject *object, GParamSpec *pspec, gpointer user_data)
 	} else {
 		g_info ("BlueZ is on the bus as %s", owner);
 	}
+	g_hash_table_remove_all (self->monitored);
+	g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
+}
+
+static void
+set_ready (BgsDevices *self)
+{
+	g_autoptr(GPtrArray) waiters = g_steal_pointer (&self->waiters);
+
+	self->ready = TRUE;
+	self->waiters = g_ptr_array_new ();
+	for (guint i = 0; i + 1 < waiters->len; i += 2)
+		((GFunc) waiters->pdata[i]) (self, waiters->pdata[i + 1]);
+}
+
+gboolean
+bgs_devices_is_ready (BgsDevices *self)
+{
+	return self->ready;
+}
+
+void
+bgs_devices_when_ready (BgsDevices *self, GFunc func, gpointer data)
+{
+	if (self->ready) {
+		func (self, data);
+		return;
+	}
+	g_ptr_array_add (self->waiters, func);
+	g_ptr_array_add (self->waiters, data);
 }
 
 static void
@@ -473,6 +514,7 @@ manager_ready_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	self->manager = g_dbus_object_manager_client_new_finish (res, &error);
 	if (self->manager == NULL) {
 		g_warning ("cannot follow BlueZ: %s", error->message);
+		set_ready (self);
 		return;
 	}
 	g_signal_connect (self->manager, "object-added", G_CALLBACK (object_added_cb), self);
@@ -486,6 +528,8 @@ manager_ready_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	for (GList *l = objects; l != NULL; l = l->next)
 		object_added_cb (self->manager, l->data, self);
 	g_list_free_full (objects, g_object_unref);
+	set_ready (self);
+	g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
 }
 
 void
@@ -607,6 +651,8 @@ bgs_devices_finalize (GObject *object)
 	BgsDevices *self = BGS_DEVICES (object);
 
 	g_hash_table_unref (self->devices);
+	g_hash_table_unref (self->monitored);
+	g_ptr_array_unref (self->waiters);
 	g_clear_object (&self->manager);
 	g_object_unref (self->models);
 	g_object_unref (self->bluez_bus);
@@ -624,6 +670,9 @@ bgs_devices_class_init (BgsDevicesClass *klass)
 							 G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
 							 G_TYPE_NONE, 2, G_TYPE_STRING,
 							 G_TYPE_BOOLEAN);
+	signals[SIGNAL_BLUEZ_CHANGED] = g_signal_new ("bluez-changed", G_TYPE_FROM_CLASS (klass),
+						     G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+						     G_TYPE_NONE, 0);
 	signals[SIGNAL_REMOVED] = g_signal_new ("removed", G_TYPE_FROM_CLASS (klass),
 						G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
 						G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_BOOLEAN);
@@ -634,6 +683,8 @@ bgs_devices_init (BgsDevices *self)
 {
 	self->devices = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
 					       (GDestroyNotify) device_free);
+	self->monitored = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+	self->waiters = g_ptr_array_new ();
 }
 
 BgsDevices *
@@ -660,4 +711,31 @@ const char *
 bgs_device_get_adapter_path (BgsDevice *dev)
 {
 	return dev->adapter_path;
+}
+
+void
+bgs_devices_set_monitor_seen (BgsDevices *self, const char *bluez_path, gboolean seen)
+{
+	BgsDevice *dev;
+
+	/* bounded by what bluetoothd reports; cleared when it restarts */
+	if (seen)
+		g_hash_table_add (self->monitored, g_strdup (bluez_path));
+	else
+		g_hash_table_remove (self->monitored, bluez_path);
+	dev = g_hash_table_lookup (self->devices, bluez_path);
+	if (dev == NULL)
+		return;
+	dev->monitored = seen;
+	if (seen)
+		dev->last_seen = g_get_real_time ();
+	device_update_presence (self, dev);
+}
+
+gboolean
+bgs_devices_adapter_allowed (BgsDevices *self, const char *adapter_path)
+{
+	const char *name = strrchr (adapter_path, '/');
+
+	return adapter_allowed (self, name != NULL ? name + 1 : adapter_path);
 }

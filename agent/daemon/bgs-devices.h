@@ -48,6 +48,16 @@ gboolean bgs_device_is_accessible (BgsDevice *dev);
 /* Device1 properties as a{sv} (for GetDevices) */
 GVariant *bgs_device_to_variant (BgsDevice *dev);
 
+/* TRUE once BlueZ's objects were read (or BlueZ is known to be absent) */
+gboolean bgs_devices_is_ready (BgsDevices *self);
+/* calls @func once ready (at once if it is) */
+void bgs_devices_when_ready (BgsDevices *self, GFunc func, gpointer data);
+
+/* an advertisement monitor found (or lost) the device at @bluez_path */
+void bgs_devices_set_monitor_seen (BgsDevices *self, const char *bluez_path, gboolean seen);
+/* the adapter at @adapter_path is one bgsyncd may use (Adapters=) */
+gboolean bgs_devices_adapter_allowed (BgsDevices *self, const char *adapter_path);
+
 /* the BlueZ object manager client, NULL until BlueZ was first seen */
 GDBusObjectManager *bgs_devices_get_object_manager (BgsDevices *self);
 /* the BlueZ adapter object path of a device */
@@ -57,6 +67,7 @@ const char *bgs_device_get_adapter_path (BgsDevice *dev);
  *          "removed" (const char *id, gboolean may_return): the device's
  *          object went away; may_return when it may come back (temporary
  *          device expired, bluetoothd restarting) rather than the user
- *          removing a paired device or its adapter going away */
+ *          removing a paired device or its adapter going away
+ *          "bluez-changed" (): bluetoothd or its adapters came or went */
 
 G_END_DECLS
