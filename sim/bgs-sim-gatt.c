@@ -18,6 +18,8 @@ typedef struct {
 
 static GPtrArray *live_nacqs;
 
+static void ops_orphan (SimDevice *dev, SimRChrc *rc, SimGattChrc *chrc);
+
 gboolean
 sim_flags_has (const gchar *const *flags, const gchar *flag)
 {
@@ -66,6 +68,7 @@ chrc_free (SimGattChrc *c)
 		if (a->c == c)
 			a->c = NULL;
 	}
+	ops_orphan (NULL, NULL, c);
 	for (guint i = 0; i < c->descs->len; i++)
 		desc_free (g_ptr_array_index (c->descs, i));
 	g_ptr_array_unref (c->descs);
@@ -282,17 +285,83 @@ typedef struct {
 	guint16 offset;
 	gchar *type;
 	gboolean done;
+	gboolean timed_out;
+	gboolean orphan;	/* its attribute or device went away */
+	guint att_timer;	/* a request unanswered this long ends the link */
 } SimOp;
+
+/* ops in flight, so what they point at can tell them it is gone */
+static GPtrArray *live_ops;
+
+static SimOp *
+op_new (SimDevice *dev, SimRChrc *rc, GDBusMethodInvocation *inv)
+{
+	SimOp *op = g_new0 (SimOp, 1);
+
+	op->dev = dev;
+	op->rc = rc;
+	op->inv = g_object_ref (inv);
+	if (live_ops == NULL)
+		live_ops = g_ptr_array_new ();
+	g_ptr_array_add (live_ops, op);
+	return op;
+}
+
+/* what @dev, @rc or @chrc referred to is being freed */
+static void
+ops_orphan (SimDevice *dev, SimRChrc *rc, SimGattChrc *chrc)
+{
+	for (guint i = 0; live_ops != NULL && i < live_ops->len; i++) {
+		SimOp *op = g_ptr_array_index (live_ops, i);
+		if (rc != NULL && op->rc == rc)
+			op->rc = NULL;
+		if ((dev != NULL && op->dev == dev) ||
+		    (chrc != NULL && (op->chrc == chrc || (op->desc != NULL && op->desc->chrc == chrc)))) {
+			op->orphan = TRUE;
+			op->rc = NULL;
+			op->chrc = NULL;
+			op->desc = NULL;
+			if (dev != NULL && op->dev == dev)
+				op->dev = NULL;
+		}
+	}
+}
 
 static void
 op_free (SimOp *op)
 {
+	g_ptr_array_remove_fast (live_ops, op);
+	g_clear_handle_id (&op->att_timer, g_source_remove);
 	if (!op->done && op->inv != NULL)
-		sim_return_error (op->inv, "Failed", "Not connected");
+		sim_return_error (op->inv, "Failed", "%s",
+				  op->timed_out ? "Operation timed out" : "Not connected");
 	g_clear_object (&op->inv);
 	g_clear_pointer (&op->data, g_bytes_unref);
 	g_free (op->type);
 	g_free (op);
+}
+
+/* ATT has no retry: a request without a response within 30 s kills the
+ * bearer, and bluetoothd disconnects (a long stall ends like this) */
+static gboolean
+op_att_timeout (gpointer data)
+{
+	SimOp *op = data;
+
+	op->att_timer = 0;
+	op->timed_out = TRUE;
+	if (op->dev != NULL && op->dev->link != NULL)
+		sim_link_drop (op->dev->link, "ATT timeout");
+	return G_SOURCE_REMOVE;
+}
+
+static void
+op_start_timer (SimOp *op)
+{
+	guint ms = op->dev->adapter->sim->att_timeout_ms;
+
+	if (ms > 0)
+		op->att_timer = g_timeout_add (ms, op_att_timeout, op);
 }
 
 static void
@@ -309,7 +378,7 @@ op_reply_deliver (gpointer data)
 	op->done = TRUE;
 	if (op->data != NULL) {
 		/* bluetoothd caches what it read at its offset */
-		if (op->rc != NULL && op->desc == NULL) {
+		if (op->rc != NULL && op->desc == NULL && !op->orphan) {
 			GVariant *old = sim_iface_get (op->rc->iface, "Value");
 			g_autoptr(GBytes) ob = old != NULL ? variant_bytes (old) : g_bytes_new (NULL, 0);
 			g_autoptr(GBytes) nb = bytes_write_at (ob, op->offset, op->data);
@@ -330,7 +399,7 @@ op_answer (SimOp *op, GBytes *value)
 {
 	gsize len = value != NULL ? g_bytes_get_size (value) : 0;
 
-	if (op->dev->link == NULL) {
+	if (op->dev == NULL || op->dev->link == NULL) {
 		op_free (op);
 		return;
 	}
@@ -385,7 +454,7 @@ op_app (SimOp *op)
 
 /* the request reached the server */
 static gint
-op_read_deliver (gpointer data)
+op_read_deliver_real (gpointer data)
 {
 	SimOp *op = data;
 	SimApp *app = op_app (op);
@@ -418,7 +487,20 @@ op_read_deliver (gpointer data)
 }
 
 static gint
-op_write_deliver (gpointer data)
+op_read_deliver (gpointer data)
+{
+	SimOp *op = data;
+
+	/* the attribute, its service or the device went away meanwhile */
+	if (op->orphan || op->dev == NULL || op->dev->link == NULL) {
+		op_free (op);
+		return -1;
+	}
+	return op_read_deliver_real (data);
+}
+
+static gint
+op_write_deliver_real (gpointer data)
 {
 	SimOp *op = data;
 	SimApp *app = op_app (op);
@@ -468,6 +550,19 @@ op_write_deliver (gpointer data)
 	if (command)
 		op_free (op);
 	return -1;
+}
+
+static gint
+op_write_deliver (gpointer data)
+{
+	SimOp *op = data;
+
+	/* the attribute, its service or the device went away meanwhile */
+	if (op->orphan || op->dev == NULL || op->dev->link == NULL) {
+		op_free (op);
+		return -1;
+	}
+	return op_write_deliver_real (data);
 }
 
 /* ---- notifications ---- */
@@ -1075,12 +1170,10 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 			sim_return_error (inv, "NotPermitted", "Read not permitted");
 			return;
 		}
-		op = g_new0 (SimOp, 1);
-		op->dev = rc->dev;
-		op->rc = rc;
+		op = op_new (rc->dev, rc, inv);
 		op->chrc = c;
-		op->inv = g_object_ref (inv);
 		op->offset = option_u16 (opts, "offset", 0);
+		op_start_timer (op);
 		sim_queue_push (queue_to_server (rc->dev), 3, op_read_deliver, op_destroy, op);
 	} else if (g_strcmp0 (method, "WriteValue") == 0) {
 		g_autoptr(GVariant) val = g_variant_get_child_value (params, 0);
@@ -1121,14 +1214,13 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 			return;
 		}
 		g_debug ("%s: WriteValue %s %zu bytes from %s", rc->obj->path, type, len, sender);
-		op = g_new0 (SimOp, 1);
-		op->dev = rc->dev;
-		op->rc = rc;
+		op = op_new (rc->dev, rc, inv);
 		op->chrc = c;
-		op->inv = g_object_ref (inv);
 		op->data = variant_bytes (val);
 		op->type = g_strdup (type);
 		op->offset = option_u16 (opts, "offset", 0);
+		if (g_strcmp0 (type, "request") == 0)
+			op_start_timer (op);
 		sim_queue_push (queue_to_server (rc->dev), len + 3, op_write_deliver, op_destroy, op);
 	} else if (g_strcmp0 (method, "StartNotify") == 0) {
 		gboolean was = rchrc_subscribed (rc);
@@ -1234,10 +1326,9 @@ desc_method (SimIface *iface, const gchar *sender, const gchar *method,
 
 	if (!check_connected (rd->dev, inv))
 		return;
-	op = g_new0 (SimOp, 1);
-	op->dev = rd->dev;
+	op = op_new (rd->dev, NULL, inv);
 	op->desc = rd->desc;
-	op->inv = g_object_ref (inv);
+	op_start_timer (op);
 	if (g_strcmp0 (method, "ReadValue") == 0) {
 		g_autoptr(GVariant) opts = g_variant_get_child_value (params, 0);
 		op->offset = option_u16 (opts, "offset", 0);
@@ -1295,8 +1386,15 @@ rchrc_free (SimRChrc *rc)
 		sim_queue_kick (rc->dev->link->up);
 		sim_queue_kick (rc->dev->link->down);
 	}
+	ops_orphan (NULL, rc, NULL);
 	g_hash_table_unref (rc->notify_clients);
 	g_free (rc);
+}
+
+void
+sim_gatt_orphan_device (SimDevice *dev)
+{
+	ops_orphan (dev, NULL, NULL);
 }
 
 void

@@ -295,6 +295,7 @@ device_free (SimDevice *dev)
 	if (dev->link != NULL)
 		sim_link_drop (dev->link, "device removed");
 	sim_gatt_clear (dev, FALSE);
+	sim_gatt_orphan_device (dev);
 	for (guint i = 0; i < dev->pending->len; i++)
 		sim_return_error (g_ptr_array_index (dev->pending, i), "Failed",
 				  "Device removed");

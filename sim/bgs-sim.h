@@ -376,6 +376,7 @@ void sim_gatt_clear (SimDevice *dev, gboolean keep_objects);
 void sim_gatt_notify (SimPeer *peer, SimGattChrc *chrc, GBytes *value);
 void sim_gatt_link_down (SimDevice *dev);
 void sim_gatt_forget (Sim *sim, GPtrArray *services);
+void sim_gatt_orphan_device (SimDevice *dev);
 gboolean sim_flags_has (const gchar *const *flags, const gchar *flag);
 
 /* bgs-sim-peripheral.c */

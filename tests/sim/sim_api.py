@@ -318,3 +318,21 @@ def mtu_negotiation(ctx):
     wait_until(lambda: bytes(call(ctx.backend.sim.GetValue, addr, SIM_CTRL)) == b'\x07' * 97, 5,
                'acquired write stored')
     w.close()
+
+
+@scenario()
+def stall_past_att_timeout_drops_link(ctx):
+    addr = add_and_connect(ctx)
+    c = ctx.central
+    path = c.device_path(addr)
+    hr = c.find_chrc(addr, SIM_HR)
+    sim = ctx.backend.sim
+    call(sim.Configure, dbus.Dictionary({'att-timeout-ms': dbus.UInt32(400)}, signature='sv'))
+    call(sim.Stall, addr, True)
+    name = expect_error(c.chrc(hr).ReadValue, dbus.Dictionary({}, signature='sv'),
+                        names=['org.bluez.Error.Failed'])
+    wait_until(lambda: c.objs.prop(path, DEVICE, 'Connected') is False, 5,
+               'the link ends after an ATT timeout')
+    call(sim.Stall, addr, False)
+    c.connect(addr)
+    check(c.read(hr) == b'\x00\x48', 'read after reconnecting')
