@@ -771,7 +771,21 @@ class Harness:
         except OSError:
             return []
 
-    def start_daemon(self):
+    def known_devices(self):
+        """Addresses in the agent's GetDevices (asked by the test process,
+        which needs no app manifest for it)."""
+        try:
+            ret = self.bus.call_sync(BUS_NAME, MANAGER_PATH, MANAGER, 'GetDevices', None, None,
+                                     Gio.DBusCallFlags.NONE, TIMEOUT * 1000, None)
+        except GLib.Error:
+            return set()
+        return {p['Address'] for p in ret.unpack()[0].values()}
+
+    def start_daemon(self, wait_devices=True):
+        """Starts the agent; ready when it owns org.bgsync and (unless
+        wait_devices is false) lists the mock's devices. The agent answers
+        before it has read BlueZ (see test_restart.py), so tests that are
+        not about startup wait for it, re-asking at a 50 ms pace."""
         if not self.bgsyncd:
             raise AssertionError('BGSYNCD is not set')
         with self.hub.cond:
@@ -783,6 +797,13 @@ class Harness:
         self._watch(self.daemon)
         self.wait_owned(BUS_NAME, self.daemon)
         self.daemon_expected = True
+        if wait_devices:
+            want = {address for address, _ in DEVICES}
+            deadline = time.monotonic() + TIMEOUT
+            while not self.hub.within(lambda: want <= self.known_devices(), 0.05):
+                if time.monotonic() > deadline:
+                    raise AssertionError('bgsyncd did not list the BlueZ devices within %d s'
+                                         % TIMEOUT)
         return self.daemon
 
     def stop_daemon(self, sig=signal.SIGTERM, timeout=TIMEOUT):

@@ -75,7 +75,7 @@ def test_request_right_after_start_waits_for_bluez(bg, a):
     bluez = bg.mocks['bluez5']
     os.kill(bluez.pid, signal.SIGSTOP)
     try:
-        bg.start_daemon()
+        bg.start_daemon(wait_devices=False)
         a.become_agent('allow', path='/test/agent2')
         ch = bg.channel()
         pending = a.request_async(t, WATCH1, channel=ch)
