@@ -272,6 +272,19 @@ class VmBackend(Backend):
             props = dbus.Interface(self.bus.get_object('org.bluez', a),
                                    'org.freedesktop.DBus.Properties')
             call(props.Set, 'org.bluez.Adapter1', 'Powered', dbus.Boolean(True))
+        # one bluetoothd serves the whole group of scenarios: start each
+        # from a clean slate (no links, no devices, no pairings)
+        om = dbus.Interface(self.bus.get_object('org.bluez', '/'),
+                            'org.freedesktop.DBus.ObjectManager')
+        for path, ifaces in call(om.GetManagedObjects).items():
+            if 'org.bluez.Device1' not in ifaces:
+                continue
+            adapter = str(ifaces['org.bluez.Device1']['Adapter'])
+            try:
+                call(dbus.Interface(self.bus.get_object('org.bluez', adapter),
+                                    'org.bluez.Adapter1').RemoveDevice, path)
+            except dbus.exceptions.DBusException:
+                pass
         # the peer must be connectable over BR/EDR too (RFCOMM): adapters
         # are not connectable by default
         props = dbus.Interface(self.bus.get_object('org.bluez', self.peer_adapter),
