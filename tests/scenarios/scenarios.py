@@ -84,6 +84,9 @@ def discovery_filter_by_uuid(ctx):
     # a filter for a UUID the peer does not advertise finds nothing of it
     c.start_discovery({'UUIDs': dbus.Array(['0000aaaa-0000-1000-8000-00805f9b34fb'], signature='s'),
                        'Transport': 'le'})
+    harness.drain(1.0)   # negative check: the peer must not be reported
+    check(not c.objs.has(c.device_path(ctx.peer.address), DEVICE),
+          'a peer outside the UUID filter was reported')
     c.stop_discovery()
     c.start_discovery({'UUIDs': dbus.Array([P.SVC_UUID], signature='s'), 'Transport': 'le'})
     c.wait_device(ctx.peer.address, 15)
