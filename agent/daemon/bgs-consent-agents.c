@@ -206,6 +206,7 @@ request_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	if (g_dbus_error_is_remote_error (error)) {
 		g_autofree char *name = g_dbus_error_get_remote_error (error);
 		if (name != NULL && !g_str_has_prefix (name, "org.freedesktop.DBus.Error.")) {
+			g_info ("consent agent %s%s refused: %s", d->owner, d->path, error->message);
 			g_task_return_int (task, BGS_CONSENT_ANSWER_DENY);
 			return;
 		}

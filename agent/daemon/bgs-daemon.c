@@ -1235,8 +1235,16 @@ request_start (RequestCtx *ctx)
 		g_hash_table_iter_steal (&iter);
 		g_free (key);
 	}
-	if (model != NULL && model->profiles != NULL)
-		bgs_run_set_params (run, g_hash_table_lookup (model->profiles, reg->entry_point));
+	/* [Profile smp-firmware-update], else the family's [Profile smp] */
+	if (model != NULL && model->profiles != NULL) {
+		GHashTable *params = g_hash_table_lookup (model->profiles, reg->entry_point);
+		if (params == NULL) {
+			g_autofree char *family = g_strndup (reg->entry_point,
+							     strcspn (reg->entry_point, "-"));
+			params = g_hash_table_lookup (model->profiles, family);
+		}
+		bgs_run_set_params (run, params);
+	}
 	bgs_run_set_transport_opener (run, bgs_links_open_transport, self->links, NULL);
 
 	/* answer first: a profile may finish synchronously */
@@ -1799,6 +1807,15 @@ recover_unfinished (BgsDaemon *self)
 	}
 }
 
+/* a device-use link dropped: the device is out of range for its tasks */
+static void
+link_lost_cb (const char *device_id, gpointer user_data)
+{
+	BgsDaemon *self = user_data;
+
+	bgs_engine_device_presence (self->engine, device_id, FALSE);
+}
+
 static BgsPolicyLimits
 config_limits (const BgsConfig *config)
 {
@@ -1864,7 +1881,7 @@ bgs_daemon_new (const BgsConfig *config, GDBusConnection *bus, GDBusConnection *
 					 config->presence_lost_timeout_usec);
 	g_signal_connect (self->devices, "presence-changed", G_CALLBACK (presence_changed_cb), self);
 	g_signal_connect (self->devices, "removed", G_CALLBACK (device_removed_cb), self);
-	self->links = bgs_links_new (self->devices, 30 * G_USEC_PER_SEC);
+	self->links = bgs_links_new (self->devices, 30 * G_USEC_PER_SEC, link_lost_cb, self);
 	self->presence = bgs_presence_new (system_bus, self->devices, self->models, config);
 
 	regs = bgs_store_list_registrations (self->store, error);

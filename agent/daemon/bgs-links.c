@@ -12,6 +12,8 @@
 struct _BgsLinks {
 	BgsDevices *devices;
 	gint64 connect_timeout;
+	BgsLinkLostFunc lost;
+	gpointer lost_data;
 };
 
 /* one reconnecting link (servicing) */
@@ -51,10 +53,13 @@ bgs_address_add (const char *address, gint delta)
 }
 
 BgsLinks *
-bgs_links_new (BgsDevices *devices, gint64 connect_timeout_usec)
+bgs_links_new (BgsDevices *devices, gint64 connect_timeout_usec, BgsLinkLostFunc lost,
+	       gpointer lost_data)
 {
 	BgsLinks *links = g_new0 (BgsLinks, 1);
 
+	links->lost = lost;
+	links->lost_data = lost_data;
 	links->devices = g_object_ref (devices);
 	links->connect_timeout = connect_timeout_usec;
 	return links;
@@ -223,6 +228,16 @@ keeper_presence_cb (BgsDevices *devices, const char *id, gboolean present, gpoin
 	}
 }
 
+static void
+use_link_lost_cb (BgsTransport *transport, GError *error, gpointer user_data)
+{
+	BgsLinks *links = user_data;
+	const char *id = g_object_get_data (G_OBJECT (transport), "bgs-device-id");
+
+	g_info ("device-use link to %s dropped: the device left range", id);
+	links->lost (id, links->lost_data);
+}
+
 typedef struct {
 	GTask *task;
 	BgsLinks *links;
@@ -264,6 +279,13 @@ gatt_open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 						   G_CALLBACK (keeper_presence_cb), k);
 		/* the keeper lives as long as the transport */
 		g_object_set_data_full (G_OBJECT (transport), "bgs-keeper", k, keeper_free);
+	}
+	if (!od->survive && od->links->lost != NULL) {
+		/* connected before the profile's handler: the agent cancels the
+		 * instance (condition-loss) before the profile sees a failure */
+		g_object_set_data_full (G_OBJECT (transport), "bgs-device-id",
+					g_strdup (od->device_id), g_free);
+		g_signal_connect (transport, "disconnected", G_CALLBACK (use_link_lost_cb), od->links);
 	}
 	g_task_return_pointer (task, transport, g_object_unref);
 out:

@@ -15,7 +15,12 @@ G_BEGIN_DECLS
 
 typedef struct _BgsLinks BgsLinks;
 
-BgsLinks *bgs_links_new (BgsDevices *devices, gint64 connect_timeout_usec);
+/* @lost: called with the agent device id when a device-use link drops (the
+ * device left range: the daemon cancels with condition-loss) */
+typedef void (*BgsLinkLostFunc) (const char *device_id, gpointer user_data);
+
+BgsLinks *bgs_links_new (BgsDevices *devices, gint64 connect_timeout_usec,
+			 BgsLinkLostFunc lost, gpointer lost_data);
 void bgs_links_free (BgsLinks *links);
 /* matches BgsTransportOpener; @opener_data is the BgsLinks */
 void bgs_links_open_transport (BgsRun *run, const BgsTransportRequest *request,

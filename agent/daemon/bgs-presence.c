@@ -385,9 +385,22 @@ static void
 bluez_changed_cb (BgsDevices *devices, gpointer user_data)
 {
 	BgsPresence *self = user_data;
+	GDBusObjectManager *manager = bgs_devices_get_object_manager (devices);
+	g_autofree char *owner = NULL;
+	GHashTableIter iter;
+	gpointer key;
 
-	/* adapters come and go, bluetoothd restarts: forget and start again */
-	g_hash_table_remove_all (self->active);
+	if (manager != NULL)
+		owner = g_dbus_object_manager_client_get_name_owner (G_DBUS_OBJECT_MANAGER_CLIENT (manager));
+	/* a restarted bluetoothd forgot our registrations; removed adapters too */
+	if (g_strcmp0 (owner, g_object_get_data (G_OBJECT (self), "bluez-owner")) != 0)
+		g_hash_table_remove_all (self->active);
+	g_hash_table_iter_init (&iter, self->active);
+	while (manager != NULL && g_hash_table_iter_next (&iter, &key, NULL)) {
+		g_autoptr(GDBusObject) obj = g_dbus_object_manager_get_object (manager, key);
+		if (obj == NULL)
+			g_hash_table_iter_remove (&iter);
+	}
 	bgs_presence_refresh (self);
 }
 

@@ -484,7 +484,8 @@ update_start (BgsRun *run)
 	}
 	in = g_unix_input_stream_new (fd, TRUE);
 	out = g_memory_output_stream_new_resizable ();
-	g_output_stream_splice_async (out, in, G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE,
+	g_output_stream_splice_async (out, in, G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE |
+				      G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
 				      G_PRIORITY_DEFAULT, s->cancellable, image_read_cb,
 				      g_object_ref (run));
 }

@@ -1,0 +1,176 @@
+# test_e2e.py: the vertical slice, through bgsyncd: an app asks for a
+# firmware update (servicing) or a file sync (device use) of bgsync-wearable
+# on bgsync-sim, and the agent carries it out under the policies.
+import hashlib
+import os
+
+import dbus
+import pytest
+
+import e2e
+import mcuboot
+from harness import call
+
+
+@pytest.fixture
+def stack(request):
+    if not os.environ.get('BGSYNCD'):
+        pytest.skip('BGSYNCD, BGSYNC_SIM and BGSYNC_WEARABLE must point at the built programs')
+    s = e2e.Stack()
+    marker = request.node.get_closest_marker('stack')
+    kw = marker.kwargs if marker else {}
+    try:
+        s.start(**kw)
+    except BaseException:
+        print(s.log('bgsyncd', 80))
+        s.stop()
+        s.cleanup()
+        raise
+    yield s
+    s.stop()
+    print('--- bgsyncd ---\n' + s.log('bgsyncd', 60))
+    print('--- wearable ---\n' + s.log('wearable', 30))
+    s.cleanup()
+
+
+def image_file(stack, size=64 * 1024, seed=1):
+    data, digest = mcuboot.build(size, seed=seed)
+    path = os.path.join(stack.tmp, 'fw-%d.bin' % seed)
+    with open(path, 'wb') as f:
+        f.write(data)
+    return path, digest
+
+
+def update(stack, *extra, size=64 * 1024):
+    path, _ = image_file(stack, size)
+    return stack.run_app('--name', 'update', '--trigger', 'device-servicing',
+                         '--entry', 'smp-firmware-update', '--estimate', '120',
+                         '--input', path, *extra)
+
+
+def test_firmware_update_through_reboot(stack):
+    app = update(stack)
+    consent = app.wait_event('consent')
+    assert consent['kind'] == 'device-servicing'
+    assert consent['estimate'] == 120
+    assert set(consent['warnings']) == {'keep-in-range', 'keep-charged'}
+    assert app.wait_event('request')['result'] == 'allowed'
+    end = app.wait_end(120)
+    assert end['event'] == 'completed' and end['success'], end
+    steps = [e['status'] for e in app.of('progress')]
+    assert any('uploading' in s for s in steps)
+    assert any('restart' in s for s in steps)
+    assert any('confirm' in s for s in steps)
+    percents = [e['percent'] for e in app.of('progress') if e['percent'] > 0]
+    assert percents == sorted(percents) or max(percents) == 100
+    assert 'reconnected' in stack.log('bgsyncd', 400)
+
+
+@pytest.mark.stack(wearable_args=['--address-change'], address_delta=1)
+def test_firmware_update_survives_address_change(stack):
+    old = stack.address
+    app = update(stack)
+    end = app.wait_end(120)
+    assert end['event'] == 'completed' and end['success'], end
+    log = stack.log('bgsyncd', 400)
+    assert 'came back as' in log, log
+
+
+@pytest.mark.stack(wearable_args=['--reject-images'])
+def test_device_rejects_image(stack):
+    app = update(stack)
+    end = app.wait_end(60)
+    assert end['event'] == 'completed' and not end['success']
+    assert 'rejected' in end['message']
+
+
+@pytest.mark.stack(wearable_args=['--revert-on-test'])
+def test_device_reverts(stack):
+    app = update(stack)
+    end = app.wait_end(120)
+    assert end['event'] == 'completed' and not end['success']
+    assert 'reverted' in end['message']
+
+
+def test_corrupt_image_is_refused_before_touching_the_device(stack):
+    path, _ = image_file(stack)
+    with open(path, 'r+b') as f:
+        f.seek(100)
+        f.write(b'\x00\x01\x02')
+    app = stack.run_app('--name', 'update', '--trigger', 'device-servicing',
+                        '--entry', 'smp-firmware-update', '--input', path)
+    end = app.wait_end(60)
+    assert end['event'] == 'completed' and not end['success']
+    assert 'MCUboot' in end['message']
+
+
+def test_app_cancels_mid_upload(stack):
+    app = update(stack, '--cancel-at', '20', size=256 * 1024)
+    end = app.wait_end(120)
+    assert end['event'] == 'canceled' and end['reason'] == 'abort', end
+
+
+@pytest.mark.stack(config={'Policy': {'DeviceServicingMaxRuntime': '2'}})
+def test_wall_clock_limit(stack):
+    call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(20000))
+    app = update(stack, size=256 * 1024)
+    end = app.wait_end(60)
+    assert end['event'] == 'canceled' and end['reason'] == 'execution-time-exceeded', end
+
+
+def put_file(stack, name, size, seed):
+    data = bytes(((i * 31 + seed) & 0xff) for i in range(size))
+    path = os.path.join(stack.tmp, 'wearable', 'files', name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+    return data
+
+
+def test_file_sync_several_files_with_resume(stack):
+    a = put_file(stack, 'logs/a.bin', 20000, 1)
+    b = put_file(stack, 'logs/b.bin', 5000, 2)
+    c = put_file(stack, 'c.txt', 300, 3)
+    out = os.path.join(stack.tmp, 'out')
+    # a partial copy of a: the sync resumes it
+    with open(os.path.join(out, 'a.bin'), 'wb') as f:
+        f.write(a[:7000])
+    app = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
+                        '--args', '/logs/a.bin;/logs/b.bin;/c.txt')
+    assert app.wait_event('consent')['kind'] == 'device-use'
+    end = app.wait_end(120)
+    assert end['event'] == 'completed' and end['success'], end
+    for name, data in (('a.bin', a), ('b.bin', b), ('c.txt', c)):
+        with open(os.path.join(out, name), 'rb') as f:
+            assert hashlib.sha256(f.read()).digest() == hashlib.sha256(data).digest(), name
+    # a second sync asks no consent (stored per model) and moves only what is missing
+    app2 = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
+                         '--args', '/logs/a.bin;/logs/b.bin;/c.txt')
+    end2 = app2.wait_end(120)
+    assert end2['event'] == 'completed' and end2['success'], end2
+    assert not app2.of('consent')
+
+
+@pytest.mark.stack(config={'Policy': {'IdleTimeout': '1'}})
+def test_sync_canceled_by_stall(stack):
+    put_file(stack, 'big.bin', 400000, 4)
+    out = os.path.join(stack.tmp, 'out')
+    app = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
+                        '--args', '/big.bin')
+    app.wait(lambda e: e['event'] == 'progress' and e['percent'] > 0, 60, 'download progress')
+    call(stack.sim().Stall, stack.address, dbus.Boolean(True))
+    end = app.wait_end(60)
+    assert end['event'] == 'canceled' and end['reason'] == 'idle-task', end
+
+
+@pytest.mark.stack(lost_timeout=1)
+def test_sync_canceled_by_range_loss(stack):
+    put_file(stack, 'big.bin', 400000, 5)
+    call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(50000))
+    out = os.path.join(stack.tmp, 'out')
+    app = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
+                        '--args', '/big.bin')
+    app.wait(lambda e: e['event'] == 'progress' and e['percent'] > 0, 60, 'download progress')
+    call(stack.sim().SetInRange, stack.address, dbus.Boolean(False))
+    end = app.wait_end(60)
+    assert end['event'] == 'canceled' and end['reason'] == 'condition-loss', end
