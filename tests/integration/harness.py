@@ -200,6 +200,7 @@ class Channel:
         self.mine, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.lines = []
         self.eof = False
+        self.sent = 0  # bytes written by the test (device -> host)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -236,8 +237,10 @@ class Channel:
     def send(self, line, ok_if_closed=False):
         """Writes a line; with ok_if_closed a peer that already closed its
         end (the instance ended meanwhile) is not an error."""
+        data = (line + '\n').encode()
         try:
-            self.mine.sendall((line + '\n').encode())
+            self.mine.sendall(data)
+            self.sent += len(data)
         except (BrokenPipeError, ConnectionResetError):
             if not ok_if_closed:
                 raise

@@ -104,3 +104,29 @@ def test_unregister_agent_releases_it(bg, a):
     a.become_agent('allow')
     a.manager('UnregisterConsentAgent', 'o', '/test/agent')
     a.wait_agent_call('Release')
+
+
+def test_history_counts_the_bytes_moved(bg, a):
+    a.become_agent('allow')
+    t, ch = start_run(bg, a)
+    ch.send('progress 10 ' + 'z' * 300)
+    ch.echo('abc')
+    ch.send('complete')
+    a.wait_signal('Completed', t)
+    bg.wait_for(lambda: ch.eof, what='the channel to close')
+    h = a.manager('GetHistory', 'u', 1)[0][0]
+    received = sum(len(l.encode()) + 1 for l in ch.lines)
+    assert (h['bytes-in'], h['bytes-out']) == (ch.sent, received), (h, ch.sent, ch.lines)
+
+
+def test_progress_starts_afresh_each_run(bg, a):
+    a.become_agent('allow')
+    t, ch = start_run(bg, a)
+    ch.send('progress 80 almost')
+    a.wait_signal('Progress', t)
+    ch.send('complete')
+    a.wait_signal('Completed', t)
+    a.wait_state(t, 'idle')
+    ch2 = bg.channel()
+    assert a.request(t, WATCH2, channel=ch2) == ('allowed', '')
+    assert a.prop(t, 'Progress') == [0, '']
