@@ -34,6 +34,7 @@ def test_restart_keeps_registrations_consents_and_events(bg, a):
     # queued events survived, and the interrupted run was recorded
     ev = a.take_events(t_done)
     assert [e[1] for e in ev] == ['progress', 'completed']
+    last_seq = max(e[0] for e in ev)
     ev = a.take_events(t_run)
     assert ev[-1][1] == 'canceled' and ev[-1][2]['reason'] == 'terminating'
     hist = {h['task']: h for h in a.manager('GetHistory', 'u', 0)[0]}
@@ -46,6 +47,12 @@ def test_restart_keeps_registrations_consents_and_events(bg, a):
     ch2 = bg.channel()
     assert a.request(t_done, WATCH1, channel=ch2) == ('allowed', '')
     assert len(a.agent_calls()) == calls
+    # sequence numbers keep growing across the restart
+    ch2.send('complete')
+    a.wait_signal('Completed', t_done, lambda args: True)
+    bg.wait_for(lambda: len(a.signals('Completed', t_done)) >= 2, what='second completion')
+    ev2 = a.take_events(t_done)
+    assert ev2 and min(e[0] for e in ev2) > last_seq, (ev, ev2)
     # re-registering a name returns the same object as before the restart
     assert a.register('idle', 'device-servicing') == t_idle
 
