@@ -7,13 +7,16 @@
 # bgsyncctl under test, and makes the test watch's model privileged for it.
 #
 # Environment (meson sets it): BGSYNCD, BGSYNCCTL, BGSYNC_PROMPT.
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
+from gi.repository import Gio, GLib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'integration'))
@@ -60,8 +63,52 @@ class ClientWorld:
         return subprocess.Popen(argv, env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, **kw)
 
+    def lines(self, proc):
+        """Collects a popen()ed bgsyncctl's stdout lines for bounded waits."""
+        return LineReader(self.h.hub, proc)
+
     def listener(self, name='chan'):
         return ChannelListener(self.h.hub, os.path.join(self.tmp, name + '.sock'))
+
+
+class LineReader:
+    """Reads a process's stdout in a thread; waits are bounded."""
+
+    def __init__(self, hub, proc):
+        self.hub = hub
+        self.proc = proc
+        self.lines = []
+        self.eof = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.hub.cond:
+                self.lines.append(line.rstrip('\n'))
+                self.hub.cond.notify_all()
+        with self.hub.cond:
+            self.eof = True
+            self.hub.cond.notify_all()
+
+    def wait(self, pred, what, timeout=TIMEOUT):
+        """The first line for which pred(line) holds."""
+        return self.hub.wait_for(lambda: next((l for l in self.lines if pred(l)), None),
+                                 timeout, '%s (got %r, eof=%s)' % (what, self.lines, self.eof))
+
+    def wait_json(self, pred, what, timeout=TIMEOUT):
+        """The first JSON line (a dict) for which pred holds."""
+        def match(line):
+            try:
+                v = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(v, dict) and pred(v)
+        return json.loads(self.wait(match, what, timeout))
+
+    def finish(self, timeout=TIMEOUT):
+        """Waits for the end of output and of the process; its status."""
+        self.hub.wait_for(lambda: self.eof, timeout, 'end of output (got %r)' % self.lines)
+        return self.proc.wait(timeout)
 
 
 class ChannelListener:
@@ -133,6 +180,28 @@ def bindir(tmp_path_factory):
 CLIENT_CONFIG = {'Policy': {'ForegroundCheck': 'none'}}
 
 
+def wait_devices(h, count=len(harness.DEVICES)):
+    """Waits until bgsyncd lists the simulated devices as present: it owns
+    its name before BlueZ's objects are read, and no signal announces new
+    devices (no ObjectManager), so this polls GetDevices, bounded."""
+    deadline = time.monotonic() + TIMEOUT
+    delay = 0.01
+    while True:
+        try:
+            reply = h.bus.call_sync(harness.BUS_NAME, harness.MANAGER_PATH, harness.MANAGER,
+                                    'GetDevices', None, None, Gio.DBusCallFlags.NONE,
+                                    TIMEOUT * 1000, None).unpack()[0]
+        except GLib.Error:
+            reply = {}
+        if len([p for p in reply.values() if p.get('Present')]) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError('bgsyncd did not list %d present devices (got %r)'
+                                 % (count, reply))
+        time.sleep(delay)  # polling interval, not synchronisation
+        delay = min(delay * 2, 0.2)
+
+
 def start_world(tmp, bindir, config=None, daemon=True):
     merged = {k: dict(v) for k, v in CLIENT_CONFIG.items()}
     for section, keys in (config or {}).items():
@@ -156,6 +225,7 @@ def start_world(tmp, bindir, config=None, daemon=True):
                     '[Match]\nName=TestWatch*\n' % (harness.APP_A, CTL_APP))
         if daemon:
             h.start_daemon()
+            wait_devices(h)
     except BaseException:
         h.stop()
         print(h.log_tail())

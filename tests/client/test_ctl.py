@@ -276,18 +276,18 @@ def test_status(world):
 def test_agent_auto_accept_answers_another_bgsyncctl(world):
     world.ctl('register', 'sync1', 'device-use', 'test')
     agent = world.popen('agent', 'on', '--auto-accept', json=True)
+    out = world.lines(agent)
     try:
-        first = agent.stdout.readline()
-        assert json.loads(first) == {'event': 'agent-registered', 'mode': 'auto-accept'}
+        out.wait_json(lambda e: e == {'event': 'agent-registered', 'mode': 'auto-accept'},
+                      'agent registered')
         r = world.ctl('request', 'sync1', WATCH2)
         assert r.returncode == OK, (r.stdout, r.stderr)
         agent.send_signal(signal.SIGINT)
-        out, err = agent.communicate(timeout=TIMEOUT)
+        assert out.finish() == OK
     finally:
         if agent.poll() is None:
             agent.kill()
-    assert agent.returncode == OK, err
-    ev = jlines(out)
+    ev = [json.loads(l) for l in out.lines]
     req = next(e for e in ev if e['event'] == 'consent-request')
     assert req['app-id'] == 'org.bgsync.ctl' and req['device'] == WATCH2
     assert req['kind'] == 'device-use' and req['model'] == 'Test Watch'
@@ -311,45 +311,37 @@ def test_monitor_shows_presence_and_own_task_events(world):
     a = world.h.app('app-a')
     a.become_agent('allow')
     mon = world.popen('monitor', json=True)
+    out = world.lines(mon)
     try:
-        assert json.loads(mon.stdout.readline()) == {'event': 'monitoring'}
+        out.wait_json(lambda e: e == {'event': 'monitoring'}, 'monitor ready')
         world.h.disconnect_device(WATCH2)
-        ev = json.loads(mon.stdout.readline())
-        while ev.get('device') != WATCH2:
-            ev = json.loads(mon.stdout.readline())
+        ev = out.wait_json(lambda e: e.get('device') == WATCH2, 'a change of ' + WATCH2)
         assert ev['event'] == 'device-changed'
         assert ev['path'].startswith('/org/bgsync/device/')
         # a task of bgsyncctl (another process, same app): its events show
         r = world.ctl('request', 'sync1', WATCH1, '--args', 'x')
         assert r.returncode == OK, r.stderr
-        seen = []
-        while not seen or seen[-1]['event'] != 'task-completed':
-            seen.append(json.loads(mon.stdout.readline()))
-        assert seen[-1]['task'] == 'sync1'
-        assert seen[-1]['args'][0] is True
+        ev = out.wait_json(lambda e: e.get('event') == 'task-completed', 'task-completed')
+        assert ev['task'] == 'sync1' and ev['args'][0] is True
         mon.send_signal(signal.SIGINT)
-        mon.communicate(timeout=TIMEOUT)
+        assert out.finish() == OK
     finally:
         if mon.poll() is None:
             mon.kill()
-    assert mon.returncode == OK
 
 
 def test_monitor_text(world):
     mon = world.popen('monitor')
+    out = world.lines(mon)
     try:
-        assert mon.stdout.readline().startswith('Monitoring devices')
+        out.wait(lambda l: l.startswith('Monitoring devices'), 'monitor ready')
         world.h.disconnect_device(WATCH2)
-        line = mon.stdout.readline()
-        while WATCH2 not in line:
-            line = mon.stdout.readline()
-        assert line.startswith('[CHG] Device %s ' % WATCH2)
+        out.wait(lambda l: l.startswith('[CHG] Device %s ' % WATCH2), 'a change of ' + WATCH2)
         mon.send_signal(signal.SIGINT)
-        mon.communicate(timeout=TIMEOUT)
+        assert out.finish() == OK
     finally:
         if mon.poll() is None:
             mon.kill()
-    assert mon.returncode == OK
 
 
 def test_shell_reads_commands_from_a_pipe(world):
@@ -410,19 +402,20 @@ def test_bash_completion(world):
 def test_agent_answers_from_a_pipe(world):
     world.ctl('register', 'sync1', 'device-use', 'test')
     agent = world.popen('agent', 'on', json=True, stdin=subprocess.PIPE)
+    out = world.lines(agent)
     try:
-        assert json.loads(agent.stdout.readline())['event'] == 'agent-registered'
+        out.wait_json(lambda e: e.get('event') == 'agent-registered', 'agent registered')
         # answers wait in the pipe until a question reads them
         agent.stdin.write('y\n')
         agent.stdin.flush()
         r = world.ctl('request', 'sync1', WATCH1)
         assert r.returncode == OK, (r.stdout, r.stderr)
         agent.send_signal(signal.SIGINT)
-        out, err = agent.communicate(timeout=TIMEOUT)
+        assert out.finish() == OK
     finally:
         if agent.poll() is None:
             agent.kill()
-    ev = jlines(out)
+    ev = [json.loads(l) for l in out.lines]
     assert {'event': 'consent-answer', 'device': WATCH1, 'allow': True, 'how': 'answered'} in ev
 
 

@@ -9,7 +9,7 @@ import pytest
 from gi.repository import Gio, GLib
 
 import harness
-from conftest import WATCH1, TIMEOUT
+from conftest import WATCH1, TIMEOUT, wait_devices
 
 NOTIFY = 'org.freedesktop.Notifications'
 NOTIFY_PATH = '/org/freedesktop/Notifications'
@@ -242,6 +242,7 @@ def test_reregisters_when_the_daemon_comes_back(pw):
     pw.h.stop_daemon()
     pw.wait_log('the bgsync agent left the bus')
     pw.h.start_daemon()
+    wait_devices(pw.h)
     pw.h.wait_for(lambda: len([l for l in pw.log if 'registered as consent agent' in l]) >= 2,
                   TIMEOUT, 'a second registration (log: %r)' % pw.log)
     a = pw.h.app('app-a')
