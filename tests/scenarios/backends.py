@@ -241,6 +241,9 @@ class SimBackend(Backend):
     def restart_bluez(self):
         call(self.sim.RestartBluez)
 
+    def prepare_bredr(self, peer):
+        pass
+
     def add_sim_device(self, desc):
         return str(call(self.sim.AddDevice, dbus.Dictionary(desc, signature='sv')))
 
@@ -285,10 +288,13 @@ class VmBackend(Backend):
                                     'org.bluez.Adapter1').RemoveDevice, path)
             except dbus.exceptions.DBusException:
                 pass
-        # the peer must be connectable over BR/EDR too (RFCOMM): adapters
-        # are not connectable by default
-        props = dbus.Interface(self.bus.get_object('org.bluez', self.peer_adapter),
-                               'org.freedesktop.DBus.Properties')
+
+
+    def prepare_bredr(self, peer):
+        # RFCOMM needs the peer connectable over BR/EDR (adapters are not by
+        # default); only for that: a discoverable dual-mode peer makes
+        # Device1.Connect pick BR/EDR, where there is no GATT
+        props = self._peer_props()
         call(props.Set, 'org.bluez.Adapter1', 'DiscoverableTimeout', dbus.UInt32(0))
         call(props.Set, 'org.bluez.Adapter1', 'Discoverable', dbus.Boolean(True))
 

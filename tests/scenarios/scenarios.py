@@ -291,6 +291,7 @@ def rfcomm_bulk(ctx):
     # RFCOMM over BR/EDR pairs first; the shared bluetoothd needs an agent
     # to say yes for the peer side
     harness.register_agent(ctx.bus)
+    ctx.backend.prepare_bredr(ctx.peer)
     prof = harness.Profile(ctx.bus, '/org/bgsync/test/spp')
     pm = dbus.Interface(ctx.bus.get_object('org.bluez', '/org/bluez'), 'org.bluez.ProfileManager1')
     call(pm.RegisterProfile, prof._object_path, P.SPP_CLIENT_UUID,
