@@ -20,6 +20,16 @@ static GPtrArray *live_nacqs;
 
 static void ops_orphan (SimDevice *dev, SimRChrc *rc, SimGattChrc *chrc);
 
+/* AcquireWrite(a{sv}) -> (h, q) to the app, for its write io */
+typedef struct {
+	SimGattChrc *c;		/* NULL once the characteristic is gone */
+	Sim *sim;
+} SimWriteAcq;
+
+static GPtrArray *live_wacqs;
+static gint app_write (SimGattChrc *c, SimDevice *dev, GBytes *data);
+static GVariant *app_acquire_options (SimDevice *dev);
+
 gboolean
 sim_flags_has (const gchar *const *flags, const gchar *flag)
 {
@@ -63,6 +73,14 @@ chrc_free (SimGattChrc *c)
 	g_clear_handle_id (&c->app_notify_src, g_source_remove);
 	if (c->app_notify_fd >= 0)
 		close (c->app_notify_fd);
+	g_clear_handle_id (&c->app_write_hup, g_source_remove);
+	if (c->app_write_fd >= 0)
+		close (c->app_write_fd);
+	for (guint i = 0; live_wacqs != NULL && i < live_wacqs->len; i++) {
+		SimWriteAcq *a = g_ptr_array_index (live_wacqs, i);
+		if (a->c == c)
+			a->c = NULL;
+	}
 	for (guint i = 0; live_nacqs != NULL && i < live_nacqs->len; i++) {
 		SimNotifyAcq *a = g_ptr_array_index (live_nacqs, i);
 		if (a->c == c)
@@ -102,6 +120,7 @@ sim_gatt_chrc_add (SimGattSvc *svc, const gchar *uuid, const gchar *const *flags
 	c->value = value != NULL ? g_bytes_ref (value) : g_bytes_new (NULL, 0);
 	c->descs = g_ptr_array_new ();
 	c->app_notify_fd = -1;
+	c->app_write_fd = -1;
 	g_ptr_array_add (svc->chrcs, c);
 	return c;
 }
@@ -499,6 +518,100 @@ op_read_deliver (gpointer data)
 	return op_read_deliver_real (data);
 }
 
+static gboolean
+app_write_hup_cb (gint fd, GIOCondition cond, gpointer data)
+{
+	SimGattChrc *c = data;
+
+	/* the app let go of its socket: the next write asks again */
+	c->app_write_hup = 0;
+	close (c->app_write_fd);
+	c->app_write_fd = -1;
+	return G_SOURCE_REMOVE;
+}
+
+static void
+app_acquire_write_cb (GObject *source, GAsyncResult *res, gpointer data)
+{
+	SimWriteAcq *a = data;
+	SimGattChrc *c = a->c;
+	Sim *sim = a->sim;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GUnixFDList) fds = NULL;
+	g_autoptr(GVariant) ret = g_dbus_connection_call_with_unix_fd_list_finish (
+			G_DBUS_CONNECTION (source), &fds, res, &error);
+	gint32 handle = -1;
+	gint fd = -1;
+
+	g_ptr_array_remove_fast (live_wacqs, a);
+	g_free (a);
+	if (ret != NULL) {
+		g_variant_get (ret, "(hq)", &handle, NULL);
+		if (fds != NULL && handle >= 0 && handle < g_unix_fd_list_get_length (fds))
+			fd = g_unix_fd_list_get (fds, handle, NULL);
+	}
+	if (c == NULL) {
+		if (fd >= 0)
+			close (fd);
+		return;
+	}
+	c->app_write_pending = FALSE;
+	if (fd < 0) {
+		g_debug ("app AcquireWrite failed (%s): WriteValue instead",
+			 error != NULL ? error->message : "no fd");
+		c->app_write_failed = TRUE;
+	} else {
+		g_unix_set_fd_nonblocking (fd, TRUE, NULL);
+		c->app_write_fd = fd;
+		c->app_write_hup = g_unix_fd_add (fd, G_IO_HUP | G_IO_ERR, app_write_hup_cb, c);
+	}
+	/* the writes held for it go now */
+	sim_links_kick (sim);
+}
+
+/* a write for an app characteristic with WriteAcquired: through its
+ * socket, asked for on the first write (bluetoothd's gatt-database does
+ * this for requests and commands alike). -1 handled, an fd or
+ * SIM_QUEUE_HOLD to wait; 1 when the caller must use WriteValue */
+static gint
+app_write (SimGattChrc *c, SimDevice *dev, GBytes *data)
+{
+	SimApp *app = c->svc->app;
+
+	if (!c->app_write_acquired || c->app_write_failed)
+		return 1;
+	if (c->app_write_fd >= 0) {
+		gsize len;
+		gconstpointer d = g_bytes_get_data (data, &len);
+		if (send (c->app_write_fd, d, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return c->app_write_fd;
+			g_debug ("app write socket: %s", g_strerror (errno));
+			g_clear_handle_id (&c->app_write_hup, g_source_remove);
+			close (c->app_write_fd);
+			c->app_write_fd = -1;
+		} else {
+			c->write_count++;
+			return -1;
+		}
+	}
+	if (!c->app_write_pending) {
+		SimWriteAcq *a = g_new0 (SimWriteAcq, 1);
+		a->c = c;
+		a->sim = app->adapter->sim;
+		if (live_wacqs == NULL)
+			live_wacqs = g_ptr_array_new ();
+		g_ptr_array_add (live_wacqs, a);
+		c->app_write_pending = TRUE;
+		g_dbus_connection_call_with_unix_fd_list (app->adapter->sim->conn, app->owner,
+				c->app_path, "org.bluez.GattCharacteristic1", "AcquireWrite",
+				g_variant_new ("(@a{sv})", app_acquire_options (dev)),
+				G_VARIANT_TYPE ("(hq)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL,
+				app_acquire_write_cb, a);
+	}
+	return SIM_QUEUE_HOLD;
+}
+
 static gint
 op_write_deliver_real (gpointer data)
 {
@@ -533,6 +646,21 @@ op_write_deliver_real (gpointer data)
 		}
 		op_answer (op, NULL);
 		return -1;
+	}
+	if (op->desc == NULL && op->offset == 0) {
+		gint r = app_write (op->chrc, op->dev, op->data);
+		if (r == -1) {
+			if (command) {
+				op->done = TRUE;
+				g_dbus_method_invocation_return_value (op->inv, NULL);
+				op_free (op);
+			} else {
+				op_answer (op, NULL);
+			}
+			return -1;
+		}
+		if (r != 1)
+			return r;
 	}
 	if (op->desc == NULL)
 		op->chrc->write_count++;
@@ -932,15 +1060,16 @@ pkt_deliver (gpointer data)
 		if (app == NULL) {
 			g_bytes_unref (c->value);
 			c->value = g_bytes_ref (p->data);
-		} else if (rc->app_write_fd >= 0) {
-			gsize len;
-			gconstpointer d = g_bytes_get_data (p->data, &len);
-			if (send (rc->app_write_fd, d, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-				if (errno == EAGAIN || errno == EWOULDBLOCK)
-					return rc->app_write_fd;
-				g_debug ("write to app dropped: %s", g_strerror (errno));
+		} else {
+			gint r = rc->dev->link != NULL ? app_write (c, rc->dev, p->data) : 1;
+			if (r == -1) {
+				pkt_free (p);
+				return -1;
 			}
-		} else if (rc->dev->link != NULL) {
+			if (r != 1)
+				return r;
+		}
+		if (app != NULL && rc->dev->link != NULL) {
 			g_dbus_connection_call (app->adapter->sim->conn, app->owner, c->app_path,
 						"org.bluez.GattCharacteristic1", "WriteValue",
 						g_variant_new ("(@ay@a{sv})", bytes_variant (p->data),
@@ -1012,10 +1141,6 @@ rchrc_close_write (SimRChrc *rc)
 	g_clear_handle_id (&rc->write_src, g_source_remove);
 	close (rc->write_fd);
 	rc->write_fd = -1;
-	if (rc->app_write_fd >= 0) {
-		close (rc->app_write_fd);
-		rc->app_write_fd = -1;
-	}
 	if (rc->dev->link != NULL && !rc->dev->link->dead)
 		sim_queue_kick (queue_to_server (rc->dev));
 	sim_iface_set (rc->iface, "WriteAcquired", g_variant_new_boolean (FALSE));
@@ -1040,90 +1165,13 @@ return_fd (GDBusMethodInvocation *inv, gint fd, guint16 mtu)
 			g_variant_new ("(hq)", 0, mtu), list);
 }
 
-typedef struct {
-	SimRChrc *rc;		/* NULL once it is gone */
-	GDBusMethodInvocation *inv;
-	gint client_fd;
-	gint ours;
-} SimAcq;
-
-static GPtrArray *live_acqs;
-
-static void
-app_acquire_write_cb (GObject *source, GAsyncResult *res, gpointer data)
-{
-	SimAcq *a = data;
-	g_autoptr(GError) error = NULL;
-	g_autoptr(GUnixFDList) fds = NULL;
-	g_autoptr(GVariant) ret = g_dbus_connection_call_with_unix_fd_list_finish (
-			G_DBUS_CONNECTION (source), &fds, res, &error);
-	gint32 handle = -1;
-	gint app_fd = -1;
-
-	g_ptr_array_remove_fast (live_acqs, a);
-	if (ret != NULL) {
-		g_variant_get (ret, "(hq)", &handle, NULL);
-		if (fds != NULL && handle >= 0 && handle < g_unix_fd_list_get_length (fds))
-			app_fd = g_unix_fd_list_get (fds, handle, NULL);
-	}
-	if (a->rc == NULL || a->rc->dev->link == NULL) {
-		sim_return_error (a->inv, "Failed", "Not connected");
-	} else if (ret == NULL) {
-		return_app_error (a->inv, error);
-	} else if (app_fd < 0) {
-		sim_return_error (a->inv, "Failed", "Application returned no socket");
-	} else {
-		SimRChrc *rc = a->rc;
-		g_unix_set_fd_nonblocking (app_fd, TRUE, NULL);
-		rc->write_fd = a->ours;
-		rc->app_write_fd = app_fd;
-		rc->write_src = g_unix_fd_add (rc->write_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
-					       write_fd_readable, rc);
-		rc->app_write_pending = FALSE;
-		sim_iface_set (rc->iface, "WriteAcquired", g_variant_new_boolean (TRUE));
-		return_fd (a->inv, a->client_fd, rc->write_mtu);
-		a->ours = a->client_fd = app_fd = -1;
-	}
-	if (a->rc != NULL)
-		a->rc->app_write_pending = FALSE;
-	if (a->ours >= 0)
-		close (a->ours);
-	if (a->client_fd >= 0)
-		close (a->client_fd);
-	if (app_fd >= 0)
-		close (app_fd);
-	g_object_unref (a->inv);
-	g_free (a);
-}
-
 static void
 acquire_write (SimRChrc *rc, GDBusMethodInvocation *inv)
 {
 	gint fds[2];
-	SimApp *app = rc->chrc->svc->app;
 
 	if (!make_pair (fds, inv))
 		return;
-	if (app != NULL && rc->chrc->app_write_acquired) {
-		/* the app wants the bytes on a socket too: bluetoothd asks it
-		 * for one, AcquireWrite(a{sv}) -> (h, q) */
-		SimAcq *a = g_new0 (SimAcq, 1);
-
-		a->rc = rc;
-		a->inv = g_object_ref (inv);
-		a->client_fd = fds[1];
-		a->ours = fds[0];
-		if (live_acqs == NULL)
-			live_acqs = g_ptr_array_new ();
-		g_ptr_array_add (live_acqs, a);
-		rc->app_write_pending = TRUE;
-		g_dbus_connection_call_with_unix_fd_list (app->adapter->sim->conn, app->owner,
-				rc->chrc->app_path, "org.bluez.GattCharacteristic1", "AcquireWrite",
-				g_variant_new ("(@a{sv})", app_acquire_options (rc->dev)),
-				G_VARIANT_TYPE ("(hq)"), G_DBUS_CALL_FLAGS_NONE, -1, NULL, NULL,
-				app_acquire_write_cb, a);
-		return;
-	}
 	rc->write_fd = fds[0];
 	rc->write_src = g_unix_fd_add (rc->write_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
 				       write_fd_readable, rc);
@@ -1292,7 +1340,7 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 	} else if (g_strcmp0 (method, "AcquireWrite") == 0) {
 		if (!check_connected (rc->dev, inv))
 			return;
-		if (rc->write_fd >= 0 || rc->app_write_pending) {
+		if (rc->write_fd >= 0) {
 			sim_return_error (inv, "NotPermitted", "Write acquired");
 			return;
 		}
@@ -1376,11 +1424,6 @@ rchrc_free (SimRChrc *rc)
 		SimPkt *p = g_ptr_array_index (live_pkts, i);
 		if (p->rc == rc)
 			p->rc = NULL;
-	}
-	for (guint i = 0; live_acqs != NULL && i < live_acqs->len; i++) {
-		SimAcq *a = g_ptr_array_index (live_acqs, i);
-		if (a->rc == rc)
-			a->rc = NULL;
 	}
 	if (rc->dev->link != NULL && !rc->dev->link->dead) {
 		sim_queue_kick (rc->dev->link->up);
@@ -1509,7 +1552,6 @@ sim_gatt_resolve (SimDevice *dev)
 			rc->chrc = c;
 			rc->notify_fd = -1;
 			rc->write_fd = -1;
-			rc->app_write_fd = -1;
 			rc->notify_clients = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 			rc->obj = sim_object_new (dev->adapter->sim->bus, cpath, TRUE);
 			rc->iface = sim_object_add_iface (rc->obj, "org.bluez.GattCharacteristic1",

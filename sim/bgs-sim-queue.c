@@ -99,7 +99,7 @@ arm (SimQueue *q)
 	gint64 now = g_get_monotonic_time ();
 
 	g_clear_handle_id (&q->timer, g_source_remove);
-	if (head == NULL || head->deliver_at == 0 || q->out_watch != 0)
+	if (head == NULL || head->deliver_at == 0 || q->out_watch != 0 || q->held)
 		return;
 	if (head->deliver_at <= now)
 		q->timer = g_idle_add (process, q);
@@ -128,7 +128,7 @@ process (gpointer data)
 	SimItem *item;
 
 	g_clear_handle_id (&q->timer, g_source_remove);
-	if (q->out_watch != 0)
+	if (q->out_watch != 0 || q->held)
 		return G_SOURCE_REMOVE;
 	while ((item = g_queue_peek_head (&q->items)) != NULL) {
 		gint fd;
@@ -136,7 +136,7 @@ process (gpointer data)
 			break;
 		g_queue_pop_head (&q->items);
 		fd = item->deliver (item->data);
-		if (fd >= 0) {
+		if (fd >= 0 || fd == SIM_QUEUE_HOLD) {
 			/* the receiver is full: flow control, like a real link */
 			if (q->freeing) {
 				if (item->destroy != NULL)
@@ -145,8 +145,11 @@ process (gpointer data)
 				return G_SOURCE_REMOVE;
 			}
 			g_queue_push_head (&q->items, item);
-			q->out_watch = g_unix_fd_add (fd, G_IO_OUT | G_IO_HUP | G_IO_ERR,
-						      writable_cb, q);
+			if (fd == SIM_QUEUE_HOLD)
+				q->held = TRUE;
+			else
+				q->out_watch = g_unix_fd_add (fd, G_IO_OUT | G_IO_HUP | G_IO_ERR,
+							      writable_cb, q);
 			return G_SOURCE_REMOVE;
 		}
 		q->bytes -= item->size;
@@ -201,6 +204,7 @@ sim_queue_kick (SimQueue *q)
 	if (q->freeing)
 		return;
 	g_clear_handle_id (&q->out_watch, g_source_remove);
+	q->held = FALSE;
 	sim_link_get_params (q->link, &rate, &latency, &stalled);
 	q->tx_free = now;
 	for (GList *l = q->items.head; l != NULL; l = l->next) {

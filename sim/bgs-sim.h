@@ -127,6 +127,12 @@ struct _SimGattChrc {
 	gint app_notify_fd;	/* our end of the pair given to the app */
 	guint app_notify_src;
 	guint64 write_count;	/* writes received, for tests */
+	/* bluetoothd's write io: once the app handed a socket (AcquireWrite)
+	 * every write to the characteristic goes there */
+	gint app_write_fd;
+	guint app_write_hup;
+	gboolean app_write_pending;	/* AcquireWrite in flight */
+	gboolean app_write_failed;	/* fall back to WriteValue */
 };
 
 struct _SimGattDesc {
@@ -223,6 +229,7 @@ struct _SimQueue {
 	GArray *waiters;
 	gboolean freeing;
 	guint out_watch;	/* head blocked on a full socket */
+	gboolean held;		/* head waits for a kick */
 };
 
 /* one connection between an adapter and a peer; both sides get a view */
@@ -250,9 +257,7 @@ struct _SimRChrc {
 	guint notify_hup;
 	gint write_fd;			/* our end, -1 */
 	guint write_src;
-	gint app_write_fd;		/* our end of the app's AcquireWrite */
 	guint16 write_mtu;		/* MTU given with the acquired write socket */
-	gboolean app_write_pending;
 	gboolean counted;		/* in chrc->subscribers */
 };
 
@@ -347,7 +352,9 @@ SimPeer *sim_peer_new_from_desc (Sim *sim, GVariant *desc, GError **error);
 /* bgs-sim-queue.c: rate, latency and stall applied to data */
 typedef void (*SimItemFunc) (gpointer data);
 /* returns -1 once it consumed @data, or an fd that must become writable
- * before it can be delivered (the queue holds everything behind it) */
+ * before it can be delivered (the queue holds everything behind it), or
+ * SIM_QUEUE_HOLD: keep it first until sim_queue_kick() */
+#define SIM_QUEUE_HOLD (-2)
 typedef gint (*SimDeliverFunc) (gpointer data);
 SimQueue *sim_queue_new (SimLink *link);
 void sim_queue_free (SimQueue *q);
