@@ -15,6 +15,10 @@ typedef struct {
 	void (*start) (BgsRun *run);
 	/* stops the work after bgs_run_cancel(); must release fds and sources */
 	void (*cancel) (BgsRun *run, BgsCancelReason reason);
+	/* optional: seconds the work will take, from the size of the "input"
+	 * fd, the link rate measured on this device before (0 = never) and
+	 * the model's parameters; 0 = cannot tell */
+	guint (*estimate) (gint64 input_size, gdouble measured_rate, GHashTable *params);
 } BgsProfile;
 
 #define BGS_PROFILE_TRIGGER(kind) (1u << (kind))

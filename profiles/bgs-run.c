@@ -27,7 +27,7 @@ struct _BgsRun {
 	GDestroyNotify opener_destroy;
 };
 
-enum { SIGNAL_PROGRESS, SIGNAL_IO, SIGNAL_COMPLETED, SIGNAL_ESTIMATE, SIGNAL_LAST };
+enum { SIGNAL_PROGRESS, SIGNAL_IO, SIGNAL_COMPLETED, SIGNAL_ESTIMATE, SIGNAL_LINK_RATE, SIGNAL_LAST };
 static guint signals[SIGNAL_LAST];
 
 G_DEFINE_TYPE (BgsRun, bgs_run, G_TYPE_OBJECT)
@@ -79,6 +79,10 @@ bgs_run_class_init (BgsRunClass *klass)
 						  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
 						  G_TYPE_NONE, 3, G_TYPE_BOOLEAN, G_TYPE_STRING,
 						  G_TYPE_STRING);
+	/* (gdouble bytes_per_second) */
+	signals[SIGNAL_LINK_RATE] = g_signal_new ("link-rate", G_TYPE_FROM_CLASS (klass),
+						  G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+						  G_TYPE_NONE, 1, G_TYPE_DOUBLE);
 	/* (guint seconds) */
 	signals[SIGNAL_ESTIMATE] = g_signal_new ("estimate", G_TYPE_FROM_CLASS (klass),
 						 G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
@@ -180,6 +184,14 @@ bgs_run_note_io (BgsRun *self, guint64 bytes_in, guint64 bytes_out)
 	if (self->finished)
 		return;
 	g_signal_emit (self, signals[SIGNAL_IO], 0, bytes_in, bytes_out);
+}
+
+void
+bgs_run_report_link_rate (BgsRun *self, gdouble bytes_per_second)
+{
+	if (self->finished || !(bytes_per_second > 0) || bytes_per_second > 1e9)
+		return;
+	g_signal_emit (self, signals[SIGNAL_LINK_RATE], 0, bytes_per_second);
 }
 
 void

@@ -64,6 +64,9 @@ BgsTransport *bgs_run_open_transport_finish (BgsRun *self, GAsyncResult *res, GE
 void bgs_run_progress (BgsRun *self, guint percent, const char *status);
 void bgs_run_set_estimate (BgsRun *self, guint seconds);
 void bgs_run_note_io (BgsRun *self, guint64 bytes_in, guint64 bytes_out);
+/* the payload rate the profile measured on this link (bytes/s), kept by
+ * the daemon for the next estimate: "link-rate" (gdouble) */
+void bgs_run_report_link_rate (BgsRun *self, gdouble bytes_per_second);
 /* ends the run; only the first call (and none after cancel) counts */
 void bgs_run_complete (BgsRun *self, gboolean success, const char *error_name, const char *message);
 void bgs_run_complete_error (BgsRun *self, const GError *error);

@@ -277,6 +277,20 @@ run_io_cb (BgsRun *run, guint64 in, guint64 out, gpointer user_data)
 }
 
 static void
+run_link_rate_cb (BgsRun *run, gdouble rate, gpointer user_data)
+{
+	BgsTask *task = user_data;
+	BgsDaemon *self = g_object_get_data (G_OBJECT (task), "bgs-daemon");
+	g_autofree char *value = g_strdup_printf ("%.0f", rate);
+	g_autoptr(GError) error = NULL;
+
+	/* the next estimate for this device starts from what we measured */
+	if (bgs_run_get_device (run) != NULL &&
+	    !bgs_store_set_device_info (self->store, bgs_run_get_device (run), "link-rate", value, &error))
+		g_warning ("cannot keep the link rate of %s: %s", bgs_run_get_device (run), error->message);
+}
+
+static void
 run_estimate_cb (BgsRun *run, guint seconds, gpointer user_data)
 {
 	BgsTask *task = user_data;
@@ -352,6 +366,7 @@ instance_start (BgsDaemon *self, BgsTask *task, BgsRun *run, const char *device_
 	g_signal_connect (run, "progress", G_CALLBACK (run_progress_cb), task);
 	g_signal_connect (run, "io", G_CALLBACK (run_io_cb), task);
 	g_signal_connect (run, "estimate", G_CALLBACK (run_estimate_cb), task);
+	g_signal_connect (run, "link-rate", G_CALLBACK (run_link_rate_cb), task);
 	g_signal_connect (run, "completed", G_CALLBACK (run_completed_cb), task);
 	task_props_changed (self, task, changed);
 	update_presence_needed (self);
@@ -1094,6 +1109,7 @@ typedef struct {
 	guint estimate;
 	char *arguments;
 	char *device_key;
+	guint app_estimate; /* what the app said, when the agent made its own */
 	GHashTable *fds; /* name -> fd + 1 */
 	BgsInitiationFacts facts;
 	BgsInitiationDecision decision;
@@ -1124,6 +1140,22 @@ request_ctx_free (RequestCtx *ctx)
 	g_free (ctx->arguments);
 	g_free (ctx->device_key);
 	g_free (ctx);
+}
+
+/* [Profile smp-firmware-update], else the family's [Profile smp] */
+static GHashTable *
+model_params (const BgsDeviceModel *model, const char *entry_point)
+{
+	GHashTable *params;
+	g_autofree char *family = NULL;
+
+	if (model == NULL || model->profiles == NULL)
+		return NULL;
+	params = g_hash_table_lookup (model->profiles, entry_point);
+	if (params != NULL)
+		return params;
+	family = g_strndup (entry_point, strcspn (entry_point, "-"));
+	return g_hash_table_lookup (model->profiles, family);
 }
 
 static void
@@ -1235,16 +1267,7 @@ request_start (RequestCtx *ctx)
 		g_hash_table_iter_steal (&iter);
 		g_free (key);
 	}
-	/* [Profile smp-firmware-update], else the family's [Profile smp] */
-	if (model != NULL && model->profiles != NULL) {
-		GHashTable *params = g_hash_table_lookup (model->profiles, reg->entry_point);
-		if (params == NULL) {
-			g_autofree char *family = g_strndup (reg->entry_point,
-							     strcspn (reg->entry_point, "-"));
-			params = g_hash_table_lookup (model->profiles, family);
-		}
-		bgs_run_set_params (run, params);
-	}
+	bgs_run_set_params (run, model_params (model, reg->entry_point));
 	bgs_run_set_transport_opener (run, bgs_links_open_transport, self->links, NULL);
 
 	/* answer first: a profile may finish synchronously */
@@ -1256,6 +1279,28 @@ request_start (RequestCtx *ctx)
 		else if (bgs_engine_has_task (self->engine, reg->id))
 			bgs_engine_release (self->engine, reg->id);
 	}
+}
+
+/* the agent's own estimate, from what the entry point will move and the
+ * link rate measured on this device before; 0 when it cannot tell */
+static guint
+agent_estimate (RequestCtx *ctx, const BgsDeviceModel *model)
+{
+	BgsDaemon *self = ctx->self;
+	const BgsRegistration *reg = bgs_task_get_registration (ctx->task);
+	const BgsProfile *profile = bgs_profile_lookup (reg->entry_point, self->config->enable_test_profile);
+	gpointer fdp = g_hash_table_lookup (ctx->fds, "input");
+	g_autofree char *rate_str = NULL;
+	gdouble rate = 0;
+	struct stat st;
+
+	if (profile == NULL || profile->estimate == NULL || fdp == NULL ||
+	    fstat (GPOINTER_TO_INT (fdp) - 1, &st) != 0)
+		return 0;
+	rate_str = bgs_store_get_device_info (self->store, ctx->address, "link-rate", NULL);
+	if (rate_str != NULL)
+		rate = g_ascii_strtod (rate_str, NULL);
+	return profile->estimate (st.st_size, rate, model_params (model, reg->entry_point));
 }
 
 static void
@@ -1492,6 +1537,17 @@ request_gather_facts (gpointer devices, gpointer data)
 		ctx->facts.device_accessible = bgs_device_is_accessible (dev);
 		ctx->facts.device_busy = bgs_engine_device_busy (self->engine, ctx->device_id, reg->trigger);
 		ctx->facts.privileged = model != NULL && bgs_device_model_is_privileged (model, ctx->app_id);
+		/* the prompt shows the agent's estimate when it can make one; the
+		 * 30 minute rule holds for the larger of the app's and ours */
+		{
+			guint mine = agent_estimate (ctx, model);
+			if (mine > 0) {
+				g_info ("estimate for %s on %s: %u s (the app said %u s)",
+					reg->entry_point, ctx->address, mine, ctx->estimate);
+				ctx->app_estimate = ctx->estimate;
+				ctx->estimate = mine;
+			}
+		}
 		if (!bgs_store_get_consent (self->store, ctx->uid, ctx->app_id, ctx->model_id,
 					    &stored_found, &stored_allowed, &error)) {
 			g_warning ("cannot read stored consent: %s", error->message);
@@ -1503,7 +1559,7 @@ request_gather_facts (gpointer devices, gpointer data)
 	ctx->facts.stored_consent = !stored_found ? BGS_CONSENT_UNKNOWN
 				    : stored_allowed ? BGS_CONSENT_ALLOWED : BGS_CONSENT_DENIED;
 	ctx->facts.app_busy = bgs_engine_app_busy (self->engine, ctx->uid, ctx->app_id);
-	ctx->facts.estimate = (gint64) ctx->estimate * G_USEC_PER_SEC;
+	ctx->facts.estimate = (gint64) MAX (ctx->estimate, ctx->app_estimate) * G_USEC_PER_SEC;
 	ctx->facts.consent_agent = bgs_consent_agents_has_agent (self->agents, ctx->uid);
 
 	request_check_power (ctx);

@@ -301,6 +301,13 @@ upload_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 			smp_fail (s, BGS_ERROR_FAILED, "the device rejected the image: %s", error->message);
 		return;
 	}
+	{
+		gint64 elapsed = g_get_monotonic_time () - s->upload_started;
+		gsize size = g_bytes_get_size (s->image);
+		/* short uploads say little about the link */
+		if (elapsed > 0 && size >= 16 * 1024)
+			bgs_run_report_link_rate (s->run, (gdouble) size * G_USEC_PER_SEC / elapsed);
+	}
 	s->step = STEP_TEST;
 	update_continue (s);
 }
@@ -620,11 +627,33 @@ smp_cancel (BgsRun *run, BgsCancelReason reason)
 		bgs_transport_close (s->transport);
 }
 
+/* upload at the rate measured on this device before (else the model's
+ * [Profile smp] Throughput=, else a slow LE link's 2 KB/s), plus the
+ * reboot and confirmation (RebootSeconds=, default 30) */
+static guint
+update_estimate (gint64 input_size, gdouble measured_rate, GHashTable *params)
+{
+	const char *v;
+	gdouble rate = measured_rate;
+	guint64 reboot = 30;
+
+	if (input_size <= 0)
+		return 0;
+	if (!(rate > 0) && params != NULL && (v = g_hash_table_lookup (params, "Throughput")) != NULL)
+		rate = g_ascii_strtod (v, NULL);
+	if (!(rate > 0) || rate > 1e9)
+		rate = 2000;
+	if (params != NULL && (v = g_hash_table_lookup (params, "RebootSeconds")) != NULL)
+		reboot = MIN (g_ascii_strtoull (v, NULL, 10), 3600);
+	return (guint) MIN ((gdouble) input_size / rate + reboot + 1, (gdouble) G_MAXUINT32);
+}
+
 static const BgsProfile smp_update_profile = {
 	.name = "smp-firmware-update",
 	.triggers = BGS_PROFILE_TRIGGER (BGS_TRIGGER_DEVICE_SERVICING),
 	.start = update_start,
 	.cancel = smp_cancel,
+	.estimate = update_estimate,
 };
 
 static const BgsProfile smp_sync_profile = {
