@@ -2488,6 +2488,7 @@ cmd_monitor (BgsShell *shell, int argc, char **argv, gpointer user_data)
 
 typedef struct {
 	char *version;
+	gboolean scanning;
 	GVariant *devices;
 } Status;
 
@@ -2541,6 +2542,8 @@ status_tasks_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error, gpo
 		for (GList *l = keys; l != NULL; l = l->next)
 			json_builder_add_string_value (b, l->data);
 		json_builder_end_array (b);
+		json_builder_set_member_name (b, "scanning");
+		json_builder_add_boolean_value (b, st->scanning);
 		json_builder_set_member_name (b, "devices-known");
 		json_builder_add_int_value (b, devices->len);
 		json_builder_set_member_name (b, "devices-present");
@@ -2563,6 +2566,8 @@ status_tasks_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error, gpo
 		bgs_shell_print (ctl->shell, "Agent: bgsyncd %s on the %s bus\n", st->version,
 				 ctl->session ? "session" : "system");
 		bgs_shell_print (ctl->shell, "Adapters with devices: %s\n", ad->len ? ad->str : "none");
+		bgs_shell_print (ctl->shell, "Looking for devices: %s\n",
+				 st->scanning ? "yes (a device task is registered or running)" : "no");
 		bgs_shell_print (ctl->shell, "Devices: %u known, %u present\n", devices->len, present);
 		for (guint i = 0; i < devices->len; i++) {
 			GVariant *d = devices->pdata[i];
@@ -2620,9 +2625,10 @@ status_version_cb (Ctl *ctl, GVariant *reply, GUnixFDList *fds, GError *error, g
 		return;
 	}
 	st = g_new0 (Status, 1);
-	g_variant_get (reply, "(v)", &v);
-	st->version = g_variant_is_of_type (v, G_VARIANT_TYPE_STRING) ?
-		g_variant_dup_string (v, NULL) : g_strdup ("?");
+	g_variant_get (reply, "(@a{sv})", &v);
+	if (!g_variant_lookup (v, "Version", "s", &st->version))
+		st->version = g_strdup ("?");
+	g_variant_lookup (v, "Scanning", "b", &st->scanning);
 	manager_call (ctl, "GetDevices", NULL, "(a{oa{sv}})", status_devices_cb, st);
 }
 
@@ -2633,8 +2639,8 @@ cmd_status (BgsShell *shell, int argc, char **argv, gpointer user_data)
 
 	if (!want_args (ctl, argc, argv, 0, 0))
 		return;
-	ctl_call (ctl, MANAGER_PATH, PROPS_IFACE, "Get",
-		  g_variant_new ("(ss)", MANAGER_IFACE, "Version"), "(v)", 0, NULL,
+	ctl_call (ctl, MANAGER_PATH, PROPS_IFACE, "GetAll",
+		  g_variant_new ("(s)", MANAGER_IFACE), "(a{sv})", 0, NULL,
 		  status_version_cb, NULL);
 }
 

@@ -61,6 +61,20 @@ G_DEFINE_TYPE (BgsDaemon, bgs_daemon, G_TYPE_OBJECT)
 
 static void daemon_check_latched (BgsDaemon *self);
 
+static void
+sync_scanning (BgsDaemon *self)
+{
+	if (self->manager != NULL && self->presence != NULL)
+		bgs_dbus_manager1_set_scanning (self->manager, bgs_presence_is_scanning (self->presence));
+}
+
+static void
+bluez_changed_scanning_cb (BgsDevices *devices, gpointer user_data)
+{
+	/* after presence re-registered on the adapters (connected first) */
+	sync_scanning (user_data);
+}
+
 /* presence is needed while a device task is registered or anything runs;
  * otherwise the agent does not scan */
 static void
@@ -75,6 +89,7 @@ update_presence_needed (BgsDaemon *self)
 		needed = bgs_task_get_registration (value)->trigger != BGS_TRIGGER_CUSTOM;
 	if (self->presence != NULL)
 		bgs_presence_set_needed (self->presence, needed);
+	sync_scanning (self);
 }
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -1932,7 +1947,7 @@ bgs_daemon_new (const BgsConfig *config, GDBusConnection *bus, GDBusConnection *
 	g_signal_connect (self->power, "changed", G_CALLBACK (conditions_changed_cb), self);
 	g_signal_connect (self->session, "changed", G_CALLBACK (conditions_changed_cb), self);
 	g_signal_connect (self->network, "changed", G_CALLBACK (conditions_changed_cb), self);
-	self->devices = bgs_devices_new (system_bus, bus, self->models,
+	self->devices = bgs_devices_new (system_bus, bus, self->models, self->store,
 					 (const char *const *) config->adapters,
 					 config->presence_lost_timeout_usec);
 	g_signal_connect (self->devices, "presence-changed", G_CALLBACK (presence_changed_cb), self);
@@ -1968,6 +1983,8 @@ bgs_daemon_new (const BgsConfig *config, GDBusConnection *bus, GDBusConnection *
 	if (!g_dbus_interface_skeleton_export (G_DBUS_INTERFACE_SKELETON (self->manager), bus,
 					       MANAGER_PATH, error))
 		return NULL;
+	g_signal_connect_after (self->devices, "bluez-changed", G_CALLBACK (bluez_changed_scanning_cb), self);
+	sync_scanning (self);
 	bgs_devices_start (self->devices);
 	return g_steal_pointer (&self);
 }
