@@ -5,6 +5,7 @@
 
 #include "bgs-error.h"
 #include "bgs-gatt-transport.h"
+#include "bgs-rfcomm-transport.h"
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 8000
@@ -293,6 +294,30 @@ out:
 	g_free (od);
 }
 
+static void
+rfcomm_open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	OpenData *od = user_data;
+	g_autoptr(GTask) task = od->task;
+	g_autoptr(GError) error = NULL;
+	BgsRfcommTransport *transport = bgs_rfcomm_transport_open_finish (res, &error);
+
+	if (transport == NULL) {
+		g_task_return_error (task, g_steal_pointer (&error));
+	} else {
+		/* servicing RFCOMM links are not brought back after a reboot yet:
+		 * the profile hears "disconnected" and decides */
+		if (!od->survive && od->links->lost != NULL) {
+			g_object_set_data_full (G_OBJECT (transport), "bgs-device-id",
+						g_strdup (od->device_id), g_free);
+			g_signal_connect (transport, "disconnected", G_CALLBACK (use_link_lost_cb), od->links);
+		}
+		g_task_return_pointer (task, transport, g_object_unref);
+	}
+	g_free (od->device_id);
+	g_free (od);
+}
+
 void
 bgs_links_open_transport (BgsRun *run, const BgsTransportRequest *request,
 			  GCancellable *cancellable, GAsyncReadyCallback callback,
@@ -311,9 +336,24 @@ bgs_links_open_transport (BgsRun *run, const BgsTransportRequest *request,
 		g_object_unref (task);
 		return;
 	}
+	if (request->kind == BGS_TRANSPORT_RFCOMM) {
+		/* service_uuid is the profile UUID; bluetoothd finds the channel */
+		BgsRfcommTransportOptions ropts = { 0 };
+
+		ropts.uuid = request->service_uuid;
+		ropts.connect_timeout = links->connect_timeout;
+		od = g_new0 (OpenData, 1);
+		od->task = task;
+		od->links = links;
+		od->survive = request->survive_reboot;
+		od->device_id = g_strdup (bgs_device_get_id (dev));
+		bgs_rfcomm_transport_open_async (manager, bgs_device_get_bluez_path (dev), &ropts,
+						 cancellable, rfcomm_open_cb, od);
+		return;
+	}
 	if (request->kind != BGS_TRANSPORT_GATT) {
 		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_NOT_SUPPORTED,
-					 "RFCOMM transports are not available yet");
+					 "unknown transport kind");
 		g_object_unref (task);
 		return;
 	}
