@@ -99,7 +99,7 @@ class Device(dbus.service.Object):
                 return False
             mine.sendall(data)
             return True
-        GLib.io_add_watch(mine.fileno(), GLib.IO_IN | GLib.IO_HUP, echo)
+        GLib.io_add_watch(mine.fileno(), GLib.PRIORITY_DEFAULT, GLib.IO_IN | GLib.IO_HUP, echo)
         prof = dbus.Interface(f.bus.get_object(owner, path), 'org.bluez.Profile1')
         prof.NewConnection(DEV, dbus.types.UnixFd(theirs), dbus.Dictionary({}, signature='sv'),
                            reply_handler=lambda: (theirs.close(), ok()),

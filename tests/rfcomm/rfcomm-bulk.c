@@ -1,29 +1,38 @@
 /* rfcomm-bulk.c: moves bytes through bgsync's RFCOMM transport, for the
  * transport tests.
  *
- *   rfcomm-bulk --device PATH --uuid UUID [--send BYTES] [--receive BYTES]
- *               [--payload BYTES] [--hold] [--timeout SECS]
+ *   rfcomm-bulk --device PATH [--device PATH...] --uuid UUID [--send BYTES]
+ *               [--receive BYTES] [--payload BYTES] [--hold] [--timeout SECS]
  *
- * Sends a deterministic pattern and/or waits for BYTES back. Prints one
- * line of key=value results: the SHA-256 of what was sent and received,
- * wall and CPU seconds. With --hold it prints "connected", then waits for
- * the link to drop and exits 0 printing "disconnected=<reason>". */
+ * Sends a deterministic pattern and/or waits for BYTES back, on every
+ * device at once (one transport each, one shared profile registration).
+ * Prints one line of key=value results per device, in the order given: the
+ * SHA-256 of what was sent and received, wall and CPU seconds, after a
+ * "connected" line per transport. With --hold it waits for the link to drop
+ * and exits 0 printing "disconnected=<reason>". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 
 #include "bgs-rfcomm-transport.h"
 
-static char *device, *uuid;
+typedef struct {
+	const char *device;
+	BgsRfcommTransport *transport;
+	GChecksum *sent_sum, *recv_sum;
+	guint64 sent, received, io_in;
+	gint64 started;
+	gboolean done;
+} Transfer;
+
+static char **devices, *uuid;
 static gint64 send_bytes, receive_bytes;
 static gint payload_opt;
 static gboolean hold;
 static GMainLoop *loop;
 static int status = 1;
-static GChecksum *sent_sum, *recv_sum;
-static guint64 sent, received, io_in;
-static gint64 started;
-static BgsRfcommTransport *transport;
+static Transfer *transfers;
+static guint n_transfers, n_done;
 
 static guint8
 pattern (guint64 i)
@@ -42,40 +51,57 @@ cpu_seconds (void)
 }
 
 static void
-maybe_done (void)
+quit (int code)
 {
-	if (hold || sent < (guint64) send_bytes || received < (guint64) receive_bytes)
-		return;
-	g_print ("payload=%u attempts=%u sent=%" G_GUINT64_FORMAT " sent_sha256=%s received=%"
-		 G_GUINT64_FORMAT " received_sha256=%s io_in=%" G_GUINT64_FORMAT " wall=%.3f cpu=%.3f\n",
-		 bgs_transport_get_payload_size (BGS_TRANSPORT (transport)),
-		 bgs_rfcomm_transport_get_connect_attempts (transport), sent,
-		 g_checksum_get_string (sent_sum), received, g_checksum_get_string (recv_sum), io_in,
-		 (g_get_monotonic_time () - started) / 1e6, cpu_seconds ());
-	status = 0;
+	status = code;
 	g_main_loop_quit (loop);
+}
+
+static void
+maybe_done (Transfer *x)
+{
+	if (hold || x->done || x->sent < (guint64) send_bytes || x->received < (guint64) receive_bytes)
+		return;
+	x->done = TRUE;
+	x->started = g_get_monotonic_time () - x->started;
+	if (++n_done < n_transfers)
+		return;
+	for (guint i = 0; i < n_transfers; i++) {
+		Transfer *t = &transfers[i];
+
+		g_print ("device=%s payload=%u attempts=%u sent=%" G_GUINT64_FORMAT " sent_sha256=%s received=%"
+			 G_GUINT64_FORMAT " received_sha256=%s io_in=%" G_GUINT64_FORMAT " wall=%.3f cpu=%.3f\n",
+			 t->device, bgs_transport_get_payload_size (BGS_TRANSPORT (t->transport)),
+			 bgs_rfcomm_transport_get_connect_attempts (t->transport), t->sent,
+			 g_checksum_get_string (t->sent_sum), t->received,
+			 g_checksum_get_string (t->recv_sum), t->io_in, t->started / 1e6, cpu_seconds ());
+	}
+	quit (0);
 }
 
 static void
 io_cb (BgsTransport *t, guint64 in, guint64 out, gpointer data)
 {
+	Transfer *x = data;
+
 	/* counts what actually went into the socket */
-	sent += out;
-	io_in += in;
-	maybe_done ();
+	x->sent += out;
+	x->io_in += in;
+	maybe_done (x);
 }
 
 static void
 packet_cb (BgsTransport *t, GBytes *packet, gpointer data)
 {
+	Transfer *x = data;
 	gsize len = 0;
 	const guint8 *p = g_bytes_get_data (packet, &len);
 
 	if (len > bgs_transport_get_payload_size (t))
 		g_printerr ("rfcomm-bulk: packet of %" G_GSIZE_FORMAT " bytes exceeds the payload\n", len);
-	g_checksum_update (recv_sum, p, len);
-	received += len;
-	maybe_done ();
+	g_checksum_update (x->recv_sum, p, len);
+	x->received += len;
+	maybe_done (x);
 }
 
 static void
@@ -83,36 +109,36 @@ disconnected_cb (BgsTransport *t, GError *error, gpointer data)
 {
 	if (hold) {
 		g_print ("disconnected=%s\n", error != NULL ? error->message : "?");
-		status = 0;
+		quit (0);
 	} else {
 		g_printerr ("rfcomm-bulk: disconnected: %s\n", error != NULL ? error->message : "?");
+		quit (1);
 	}
-	g_main_loop_quit (loop);
 }
 
 static void
 open_cb (GObject *source, GAsyncResult *res, gpointer data)
 {
+	Transfer *x = data;
 	g_autoptr(GError) error = NULL;
 	g_autofree guint8 *buf = NULL;
 	guint payload;
 	guint64 queued = 0;
 
-	transport = bgs_rfcomm_transport_open_finish (res, &error);
-	if (transport == NULL) {
+	x->transport = bgs_rfcomm_transport_open_finish (res, &error);
+	if (x->transport == NULL) {
 		g_printerr ("rfcomm-bulk: %s\n", error->message);
-		g_main_loop_quit (loop);
+		quit (1);
 		return;
 	}
-	g_signal_connect (transport, "io", G_CALLBACK (io_cb), NULL);
-	g_signal_connect (transport, "packet", G_CALLBACK (packet_cb), NULL);
-	g_signal_connect (transport, "disconnected", G_CALLBACK (disconnected_cb), NULL);
-	if (hold) {
-		g_print ("connected\n");
-		fflush (stdout);
-	}
-	started = g_get_monotonic_time ();
-	payload = bgs_transport_get_payload_size (BGS_TRANSPORT (transport));
+	g_signal_connect (x->transport, "io", G_CALLBACK (io_cb), x);
+	g_signal_connect (x->transport, "packet", G_CALLBACK (packet_cb), x);
+	g_signal_connect (x->transport, "disconnected", G_CALLBACK (disconnected_cb), x);
+	/* tests wait for this line to act on a live link */
+	g_print ("connected\n");
+	fflush (stdout);
+	x->started = g_get_monotonic_time ();
+	payload = bgs_transport_get_payload_size (BGS_TRANSPORT (x->transport));
 	buf = g_malloc (payload);
 	/* queue everything: the transport paces it with back-pressure */
 	while (queued < (guint64) send_bytes) {
@@ -120,15 +146,15 @@ open_cb (GObject *source, GAsyncResult *res, gpointer data)
 
 		for (gsize i = 0; i < n; i++)
 			buf[i] = pattern (queued + i);
-		g_checksum_update (sent_sum, buf, n);
-		if (!bgs_transport_send_data (BGS_TRANSPORT (transport), buf, n, &error)) {
+		g_checksum_update (x->sent_sum, buf, n);
+		if (!bgs_transport_send_data (BGS_TRANSPORT (x->transport), buf, n, &error)) {
 			g_printerr ("rfcomm-bulk: send: %s\n", error->message);
-			g_main_loop_quit (loop);
+			quit (1);
 			return;
 		}
 		queued += n;
 	}
-	maybe_done ();
+	maybe_done (x);
 }
 
 static void
@@ -140,20 +166,24 @@ manager_cb (GObject *source, GAsyncResult *res, gpointer data)
 
 	if (manager == NULL) {
 		g_printerr ("rfcomm-bulk: %s\n", error->message);
-		g_main_loop_quit (loop);
+		quit (1);
 		return;
 	}
 	opts.uuid = uuid;
 	opts.payload_size = payload_opt > 0 ? (guint) payload_opt : 0;
-	bgs_rfcomm_transport_open_async (manager, device, &opts, NULL, open_cb, NULL);
+	for (guint i = 0; i < n_transfers; i++)
+		bgs_rfcomm_transport_open_async (manager, transfers[i].device, &opts, NULL, open_cb,
+						 &transfers[i]);
 }
 
 static gboolean
 timeout_cb (gpointer data)
 {
-	g_printerr ("rfcomm-bulk: timed out (sent %" G_GUINT64_FORMAT ", received %" G_GUINT64_FORMAT ")\n",
-		    sent, received);
-	g_main_loop_quit (loop);
+	for (guint i = 0; i < n_transfers; i++)
+		g_printerr ("rfcomm-bulk: %s timed out (sent %" G_GUINT64_FORMAT ", received %"
+			    G_GUINT64_FORMAT ")\n", transfers[i].device, transfers[i].sent,
+			    transfers[i].received);
+	quit (1);
 	return G_SOURCE_REMOVE;
 }
 
@@ -162,7 +192,7 @@ main (int argc, char **argv)
 {
 	gint timeout = 120;
 	const GOptionEntry entries[] = {
-		{ "device", 0, 0, G_OPTION_ARG_STRING, &device, "BlueZ device object path", "PATH" },
+		{ "device", 0, 0, G_OPTION_ARG_STRING_ARRAY, &devices, "BlueZ device object path", "PATH" },
 		{ "uuid", 0, 0, G_OPTION_ARG_STRING, &uuid, "RFCOMM profile UUID", "UUID" },
 		{ "send", 0, 0, G_OPTION_ARG_INT64, &send_bytes, "bytes to send", "N" },
 		{ "receive", 0, 0, G_OPTION_ARG_INT64, &receive_bytes, "bytes to wait for", "N" },
@@ -171,12 +201,12 @@ main (int argc, char **argv)
 		{ "timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "give up after SECS", "SECS" },
 		{ NULL }
 	};
-	g_autoptr(GOptionContext) ctx = g_option_context_new ("- bulk transfer over an RFCOMM transport");
+	g_autoptr(GOptionContext) ctx = g_option_context_new ("- bulk transfer over RFCOMM transports");
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GDBusConnection) bus = NULL;
 
 	g_option_context_add_main_entries (ctx, entries, NULL);
-	if (!g_option_context_parse (ctx, &argc, &argv, &error) || device == NULL || uuid == NULL) {
+	if (!g_option_context_parse (ctx, &argc, &argv, &error) || devices == NULL || uuid == NULL) {
 		g_printerr ("rfcomm-bulk: %s\n", error != NULL ? error->message : "need --device and --uuid");
 		return 2;
 	}
@@ -185,13 +215,21 @@ main (int argc, char **argv)
 		g_printerr ("rfcomm-bulk: %s\n", error->message);
 		return 1;
 	}
-	sent_sum = g_checksum_new (G_CHECKSUM_SHA256);
-	recv_sum = g_checksum_new (G_CHECKSUM_SHA256);
+	n_transfers = g_strv_length (devices);
+	transfers = g_new0 (Transfer, n_transfers);
+	for (guint i = 0; i < n_transfers; i++) {
+		transfers[i].device = devices[i];
+		transfers[i].sent_sum = g_checksum_new (G_CHECKSUM_SHA256);
+		transfers[i].recv_sum = g_checksum_new (G_CHECKSUM_SHA256);
+	}
 	loop = g_main_loop_new (NULL, FALSE);
 	g_dbus_object_manager_client_new (bus, G_DBUS_OBJECT_MANAGER_CLIENT_FLAGS_NONE, "org.bluez",
 					  "/", NULL, NULL, NULL, NULL, manager_cb, NULL);
 	g_timeout_add_seconds (timeout, timeout_cb, NULL);
 	g_main_loop_run (loop);
-	g_clear_object (&transport);
+	for (guint i = 0; i < n_transfers; i++)
+		g_clear_object (&transfers[i].transport);
+	/* the last transport unregisters the profile: let that reach bluetoothd */
+	g_dbus_connection_flush_sync (bus, NULL, NULL);
 	return status;
 }

@@ -38,14 +38,22 @@ def run_tool(argv, env):
         except BlockingIOError:
             return True
         out.extend(data)
+        if not data:
+            p.out_watch = 0
         return bool(data)
-    GLib.io_add_watch(p.stdout.fileno(), GLib.IO_IN | GLib.IO_HUP, readable)
+    p.out_watch = GLib.io_add_watch(p.stdout.fileno(), GLib.PRIORITY_DEFAULT,
+                                    GLib.IO_IN | GLib.IO_HUP, readable)
     GLib.child_watch_add(GLib.PRIORITY_DEFAULT, p.pid, lambda pid, status: done.append(status))
     return p, done, out
 
 
 def finish(p, done, out, timeout, what):
+    from gi.repository import GLib
     wait_until(lambda: done, timeout, what)
+    # the fd number is reused by the next tool's pipe: the watch must go first
+    if p.out_watch:
+        GLib.source_remove(p.out_watch)
+    os.set_blocking(p.stdout.fileno(), True)
     rest, err = p.communicate()
     out.extend(rest or b'')
     # GLib reaped the child: its wait status is what the watch saw
@@ -81,11 +89,17 @@ def env_for(b):
     return dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
 
 
-def bulk(b, path, uuid, *args, timeout=120):
-    p, done, out = run_tool([RFCOMM_BULK, '--device', path, '--uuid', uuid] + list(args), env_for(b))
+def bulk_all(b, paths, uuid, *args, timeout=120):
+    argv = [RFCOMM_BULK, '--uuid', uuid] + [a for p in paths for a in ('--device', p)] + list(args)
+    p, done, out = run_tool(argv, env_for(b))
     rc, out, err = finish(p, done, out, timeout, 'rfcomm-bulk to finish')
     assert rc == 0, err
-    return dict(kv.split('=', 1) for kv in out.split())
+    return [dict(kv.split('=', 1) for kv in line.split()) for line in out.splitlines()
+            if line.startswith('device=')]
+
+
+def bulk(b, path, uuid, *args, timeout=120):
+    return bulk_all(b, [path], uuid, *args, timeout=timeout)[0]
 
 
 def check_echo(r, size):
@@ -120,6 +134,22 @@ def test_1mib_both_ways_sim_device_echo(sim):
              '--payload', '1000')
     check_echo(r, MIB)
     assert int(r['payload']) == 1000
+
+
+def test_two_devices_share_one_profile_registration(sim):
+    # bluetoothd (and the simulator) take a UUID once: two transports of
+    # one UUID in one process must share the registration
+    b = sim
+    echo = dbus.Array([peripheral.SPP_CLIENT_UUID], signature='s')
+    a1 = b.add_sim_device({'name': 'sim-spp-1', 'rfcomm-echo': echo})
+    a2 = b.add_sim_device({'name': 'sim-spp-2', 'rfcomm-echo': echo})
+    p1 = discover(b, a1)
+    p2 = discover(b, a2)
+    rs = bulk_all(b, [p1, p2], peripheral.SPP_CLIENT_UUID, '--send', str(256 * 1024),
+                  '--receive', str(256 * 1024))
+    assert [r['device'] for r in rs] == [p1, p2]
+    for r in rs:
+        check_echo(r, 256 * 1024)
 
 
 def test_unserved_uuid_is_a_clean_error(sim):
@@ -234,7 +264,7 @@ def test_connect_retries_the_security_block_race(fake_bus):
     bus, fake = start(2)
     rc, out, err = fake_bulk(address, '--send', '65536', '--receive', '65536')
     assert rc == 0, err
-    r = dict(kv.split('=', 1) for kv in out.split())
+    r = dict(kv.split('=', 1) for kv in out.split() if '=' in kv)
     assert r['attempts'] == '3'
     assert r['received_sha256'] == hashlib.sha256(pattern(65536)).hexdigest()
     stats = call(fake.Stats)
@@ -261,3 +291,35 @@ def test_profile_unavailable_is_not_retried(fake_bus):
     assert rc == 1
     assert 'does not offer the RFCOMM profile' in err
     assert call(fake.Stats)['attempts'] == 1
+
+
+def test_link_drop_mid_transfer_is_a_clean_error(sim):
+    b = sim
+    peer = b.add_peer('rfcomm-peer')
+    path = discover(b, peer.address)
+    call(b.sim.SetLinkRate, peer.address, dbus.UInt64(MIB))
+    p, done, out = run_tool([RFCOMM_BULK, '--device', path, '--uuid', peripheral.SPP_CLIENT_UUID,
+                             '--send', str(8 * MIB), '--receive', str(8 * MIB), '--timeout', '60'],
+                            env_for(b))
+    # 8 MiB each way at 1 MiB/s: the drop comes seconds before the end
+    wait_until(lambda: b'connected\n' in out or done, 30, 'the transport to connect')
+    assert not done, 'rfcomm-bulk exited before the drop'
+    b.drop_link(peer)
+    rc, text, err = finish(p, done, out, 30, 'rfcomm-bulk to see the drop')
+    assert rc == 1, (text, err)
+    assert 'disconnected:' in err
+
+
+def test_bluetoothd_restart_releases_the_profile(sim):
+    b = sim
+    addr = b.add_sim_device({'name': 'sim-spp',
+                             'rfcomm-echo': dbus.Array([peripheral.SPP_CLIENT_UUID], signature='s')})
+    path = discover(b, addr)
+    p, done, out = run_tool([RFCOMM_BULK, '--device', path, '--uuid', peripheral.SPP_CLIENT_UUID,
+                             '--hold', '--timeout', '60'], env_for(b))
+    wait_until(lambda: b'connected\n' in out or done, 30, 'the transport to connect')
+    assert not done, 'rfcomm-bulk exited before connecting'
+    b.restart_bluez()
+    rc, text, err = finish(p, done, out, 30, 'rfcomm-bulk to see bluetoothd go')
+    assert rc == 0, err
+    assert 'disconnected=' in text
