@@ -30,6 +30,8 @@ static GPtrArray *live_wacqs;
 static gint app_write (SimGattChrc *c, SimDevice *dev, GBytes *data);
 static GVariant *app_acquire_options (SimDevice *dev);
 
+#define ATT_MAX_VALUE 512
+
 gboolean
 sim_flags_has (const gchar *const *flags, const gchar *flag)
 {
@@ -625,6 +627,13 @@ op_write_deliver_real (gpointer data)
 		op_free (op);
 		return -1;
 	}
+	if (command && g_bytes_get_size (op->data) > ATT_MAX_VALUE) {
+		/* refused by the server, silently: commands have no response */
+		op->done = TRUE;
+		g_dbus_method_invocation_return_value (op->inv, NULL);
+		op_free (op);
+		return -1;
+	}
 	if (app == NULL) {
 		if (op->desc != NULL) {
 			GBytes *n = bytes_write_at (op->desc->value, op->offset, op->data);
@@ -768,8 +777,10 @@ sim_gatt_notify (SimPeer *peer, SimGattChrc *chrc, GBytes *value)
 					continue;
 				n = g_new0 (SimNote, 1);
 				n->rc = rc;
-				/* a notification carries at most MTU - 3 bytes */
-				n->value = g_bytes_new_from_bytes (value, 0, MIN (len, (gsize) link->mtu - 3));
+				/* a notification carries at most MTU - 3 bytes, and
+				 * an attribute value no more than 512 */
+				n->value = g_bytes_new_from_bytes (value, 0,
+						MIN (MIN (len, (gsize) link->mtu - 3), ATT_MAX_VALUE));
 				g_ptr_array_add (live_notes, n);
 				sim_queue_push (queue_to_client (dev), g_bytes_get_size (n->value) + 3,
 						note_deliver, note_free, n);
@@ -1054,6 +1065,11 @@ pkt_deliver (gpointer data)
 	SimPkt *p = data;
 	SimRChrc *rc = p->rc;
 
+	if (rc != NULL && g_bytes_get_size (p->data) > ATT_MAX_VALUE) {
+		/* the server refuses a longer value; a command gets no answer */
+		g_debug ("write command of %zu bytes dropped", g_bytes_get_size (p->data));
+		rc = NULL;
+	}
 	if (rc != NULL) {
 		SimGattChrc *c = rc->chrc;
 		SimApp *app = c->svc->app;

@@ -290,6 +290,18 @@ class VmBackend(Backend):
                 pass
 
 
+    def stop(self):
+        # leave the shared bluetoothd as the next scenario expects it: the
+        # peer controller powered, not discoverable
+        try:
+            if self.bus is not None:
+                props = self._peer_props()
+                call(props.Set, 'org.bluez.Adapter1', 'Powered', dbus.Boolean(True), timeout=10)
+                call(props.Set, 'org.bluez.Adapter1', 'Discoverable', dbus.Boolean(False), timeout=10)
+        except dbus.exceptions.DBusException:
+            pass
+        super().stop()
+
     def prepare_bredr(self, peer):
         # RFCOMM needs the peer connectable over BR/EDR (adapters are not by
         # default); only for that: a discoverable dual-mode peer makes
