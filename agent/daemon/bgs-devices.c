@@ -2,11 +2,22 @@
 #include "bgs-devices.h"
 
 #include "bgs-dbus.h"
+#include "bgs-device-info.h"
 #include "bgs-error.h"
 
 #define BLUEZ_NAME "org.bluez"
 #define ADAPTER_IFACE "org.bluez.Adapter1"
 #define DEVICE_IFACE "org.bluez.Device1"
+/* each DIS ReadValue; BlueZ's own ATT timeout is 30 s */
+#define DIS_READ_TIMEOUT_MSEC 10000
+
+/* where a device stands with its Device Information Service */
+typedef enum {
+	DIS_UNKNOWN,   /* not cached: read on the next connection */
+	DIS_READING,
+	DIS_RETRY,     /* a read failed on this connection: try on the next */
+	DIS_KNOWN,     /* cached (possibly "no DIS") */
+} DisState;
 
 struct _BgsDevice {
 	BgsDevices *devices; /* unowned */
@@ -20,6 +31,10 @@ struct _BgsDevice {
 	char *model_id;
 	char *model_name;
 	BgsDeviceModel *model; /* owned ref, NULL when unidentified */
+	DisState dis_state;
+	BgsDeviceInfo *dis;  /* NULL when unknown or the device has none */
+	GCancellable *dis_cancel;
+	gboolean services_resolved;
 	gboolean connected;
 	gboolean blocked;
 	gboolean paired;
@@ -37,6 +52,7 @@ struct _BgsDevices {
 	GDBusConnection *bluez_bus;
 	GDBusConnection *export_bus;
 	BgsModelRegistry *models;
+	BgsStore *store;     /* the DIS cache, may be NULL */
 	char **adapters;
 	gint64 lost_timeout;
 	GDBusObjectManager *manager;
@@ -56,6 +72,11 @@ device_free (BgsDevice *dev)
 {
 	if (dev->lost_timer != 0)
 		g_source_remove (dev->lost_timer);
+	if (dev->dis_cancel != NULL) {
+		g_cancellable_cancel (dev->dis_cancel);
+		g_object_unref (dev->dis_cancel);
+	}
+	bgs_device_info_free (dev->dis);
 	if (dev->skeleton != NULL) {
 		g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (dev->skeleton));
 		g_object_unref (dev->skeleton);
@@ -137,6 +158,19 @@ adapter_discovering (BgsDevices *self, const char *adapter_path)
 	return adapter != NULL && prop_bool (adapter, "Discovering");
 }
 
+/* The order the issue asks for (metadata rules, then Modalias, then DIS,
+ * then manufacturer data, then service UUIDs) comes from two places:
+ * - any [Match] rule of a metadata file wins over every built-in way of
+ *   naming a device: the registry is asked first, the fallback id only
+ *   when no rule matched;
+ * - between rules, BgsModelRegistry ranks Modalias= and Vendor=/Product=
+ *   highest; a Vendor= rule looks at the Modalias first and at the DIS PnP
+ *   ID only when the Modalias does not match, so Modalias comes before DIS.
+ *   Below that the registry ranks ServiceUUIDs= over ManufacturerData=
+ *   (doc/manifests.md), the reverse of the issue's list;
+ * - the fallback id likewise takes the Modalias, else the DIS PnP ID
+ *   ("pnp-bluetooth-05f1-5742"), before name, service UUIDs and
+ *   manufacturer data. */
 static void
 device_identify (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy)
 {
@@ -154,6 +188,11 @@ device_identify (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy)
 		uuids = g_variant_get_strv (uuids_v, NULL);
 	facts.uuids = uuids;
 	facts.manufacturer_data = mfr;
+	if (dev->dis != NULL && dev->dis->has_pnp) {
+		facts.dis_vendor_source = dev->dis->vendor_source;
+		facts.dis_vendor = dev->dis->vendor;
+		facts.dis_product = dev->dis->product;
+	}
 
 	model = bgs_model_registry_match (self->models, &facts);
 	g_clear_pointer (&dev->model, bgs_device_model_unref);
@@ -165,7 +204,12 @@ device_identify (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy)
 		dev->model_name = g_strdup (model->name);
 	} else {
 		dev->model_id = bgs_device_model_fallback_id (&facts);
-		dev->model_name = g_strdup (dev->name != NULL ? dev->name : dev->model_id);
+		if (dev->dis != NULL && dev->dis->model != NULL)
+			dev->model_name = dev->dis->manufacturer != NULL
+				? g_strdup_printf ("%s %s", dev->dis->manufacturer, dev->dis->model)
+				: g_strdup (dev->dis->model);
+		else
+			dev->model_name = g_strdup (dev->name != NULL ? dev->name : dev->model_id);
 	}
 }
 
@@ -230,6 +274,129 @@ device_update_presence (BgsDevices *self, BgsDevice *dev)
 	g_signal_emit (self, signals[SIGNAL_PRESENCE_CHANGED], 0, dev->id, present);
 }
 
+/* identifies again and shows the result on Device1 */
+static void
+device_reidentify (BgsDevices *self, BgsDevice *dev)
+{
+	g_autoptr(GDBusProxy) proxy = get_proxy (self, dev->bluez_path, DEVICE_IFACE);
+	g_autofree char *old = NULL;
+
+	if (proxy == NULL)
+		return;
+	old = g_strdup (dev->model_id);
+	device_identify (self, dev, proxy);
+	device_sync_skeleton (dev);
+	if (g_strcmp0 (old, dev->model_id) != 0)
+		g_info ("device %s on %s: model %s (was %s)", dev->address, dev->adapter,
+			dev->model_id, old);
+}
+
+typedef struct {
+	BgsDevices *self;
+	char *bluez_path;
+	GCancellable *cancel;
+} DisRead;
+
+static void
+dis_read_free (DisRead *r)
+{
+	g_object_unref (r->self);
+	g_free (r->bluez_path);
+	g_object_unref (r->cancel);
+	g_free (r);
+}
+
+static void
+dis_read_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	DisRead *r = user_data;
+	BgsDevices *self = r->self;
+	BgsDevice *dev;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsDeviceInfo) info = bgs_device_info_read_finish (res, &error);
+	g_autoptr(GError) store_error = NULL;
+	g_autofree char *address = NULL;
+	GHashTableIter iter;
+	gpointer value;
+
+	dev = g_hash_table_lookup (self->devices, r->bluez_path);
+	/* the device went away or this read was superseded */
+	if (dev == NULL || dev->dis_cancel != r->cancel ||
+	    g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+		dis_read_free (r);
+		return;
+	}
+	g_clear_object (&dev->dis_cancel);
+	dis_read_free (r);
+	if (info == NULL && !g_error_matches (error, BGS_ERROR, BGS_ERROR_NOT_FOUND)) {
+		g_debug ("device %s: cannot read its Device Information: %s", dev->address,
+			 error->message);
+		dev->dis_state = dev->connected ? DIS_RETRY : DIS_UNKNOWN;
+		return;
+	}
+	if (info != NULL)
+		g_debug ("device %s: DIS PnP ID %s%u:%04x:%04x:%04x, '%s' '%s'", dev->address,
+			 info->has_pnp ? "" : "(none) ", info->vendor_source, info->vendor,
+			 info->product, info->version,
+			 info->manufacturer != NULL ? info->manufacturer : "",
+			 info->model != NULL ? info->model : "");
+	else
+		g_debug ("device %s: %s", dev->address, error->message);
+	if (self->store != NULL &&
+	    !bgs_device_info_save (self->store, dev->address, info, &store_error))
+		g_warning ("cannot cache the Device Information of %s: %s", dev->address,
+			   store_error->message);
+	/* the cache is per address: every adapter's view of it learns it */
+	address = g_strdup (dev->address);
+	g_hash_table_iter_init (&iter, self->devices);
+	while (g_hash_table_iter_next (&iter, NULL, &value)) {
+		BgsDevice *d = value;
+
+		if (g_strcmp0 (d->address, address) != 0 || d->dis_state == DIS_READING)
+			continue;
+		bgs_device_info_free (d->dis);
+		d->dis = NULL;
+		if (info != NULL) {
+			d->dis = g_new0 (BgsDeviceInfo, 1);
+			*d->dis = *info;
+			d->dis->manufacturer = g_strdup (info->manufacturer);
+			d->dis->model = g_strdup (info->model);
+		}
+		d->dis_state = DIS_KNOWN;
+		device_reidentify (self, d);
+	}
+	if (dev->dis_state == DIS_READING) {
+		dev->dis = g_steal_pointer (&info);
+		dev->dis_state = DIS_KNOWN;
+		device_reidentify (self, dev);
+	}
+}
+
+/* read once: on the first connection with resolved services of a device
+ * whose DIS is not cached. Never connects by itself. */
+static void
+device_maybe_read_dis (BgsDevices *self, BgsDevice *dev)
+{
+	DisRead *r;
+
+	if (!dev->connected)
+		dev->services_resolved = FALSE;
+	if (dev->dis_state == DIS_RETRY && !dev->connected)
+		dev->dis_state = DIS_UNKNOWN;
+	if (dev->dis_state != DIS_UNKNOWN || !dev->services_resolved || self->manager == NULL)
+		return;
+	dev->dis_state = DIS_READING;
+	g_clear_object (&dev->dis_cancel);
+	dev->dis_cancel = g_cancellable_new ();
+	r = g_new0 (DisRead, 1);
+	r->self = g_object_ref (self);
+	r->bluez_path = g_strdup (dev->bluez_path);
+	r->cancel = g_object_ref (dev->dis_cancel);
+	g_debug ("device %s: reading its Device Information", dev->address);
+	bgs_device_info_read_async (self->manager, self->bluez_bus, dev->bluez_path,
+				    DIS_READ_TIMEOUT_MSEC, dev->dis_cancel, dis_read_cb, r);
+}
+
 static void
 device_read_props (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy, gboolean initial)
 {
@@ -240,6 +407,7 @@ device_read_props (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy, gboolean
 	g_free (dev->name);
 	dev->name = g_strdup (alias != NULL ? alias : name);
 	dev->connected = prop_bool (proxy, "Connected");
+	dev->services_resolved = dev->connected && prop_bool (proxy, "ServicesResolved");
 	dev->blocked = prop_bool (proxy, "Blocked");
 	dev->paired = prop_bool (proxy, "Paired");
 	if (rssi != NULL) {
@@ -289,6 +457,9 @@ device_add (BgsDevices *self, GDBusProxy *proxy)
 	g_strcanon (dev->id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", '_');
 	dev->object_path = g_strdup_printf ("/org/bgsync/device/%s", dev->id);
 	device_read_props (self, dev, proxy, TRUE);
+	/* read once: a cached DIS (or "none") is used without a connection */
+	if (bgs_device_info_load (self->store, dev->address, &dev->dis))
+		dev->dis_state = DIS_KNOWN;
 	device_identify (self, dev, proxy);
 	dev->monitored = g_hash_table_contains (self->monitored, path);
 	dev->present = dev->connected || dev->sighted || dev->monitored;
@@ -304,6 +475,7 @@ device_add (BgsDevices *self, GDBusProxy *proxy)
 		dev->present ? "present" : "not present");
 	if (dev->present)
 		g_signal_emit (self, signals[SIGNAL_PRESENCE_CHANGED], 0, dev->id, TRUE);
+	device_maybe_read_dis (self, dev);
 }
 
 /* @may_return: the object went away but the device may come back (a
@@ -447,6 +619,7 @@ properties_changed_cb (GDBusObjectManagerClient *manager, GDBusObjectProxy *obje
 		    changed_has (changed, "Alias"))
 			device_identify (self, dev, proxy);
 		device_update_presence (self, dev);
+		device_maybe_read_dis (self, dev);
 	} else if (g_strcmp0 (iface, ADAPTER_IFACE) == 0) {
 		adapter_changed (self, path);
 	}
@@ -655,6 +828,7 @@ bgs_devices_finalize (GObject *object)
 	g_ptr_array_unref (self->waiters);
 	g_clear_object (&self->manager);
 	g_object_unref (self->models);
+	g_clear_object (&self->store);
 	g_object_unref (self->bluez_bus);
 	g_object_unref (self->export_bus);
 	g_strfreev (self->adapters);
@@ -689,13 +863,15 @@ bgs_devices_init (BgsDevices *self)
 
 BgsDevices *
 bgs_devices_new (GDBusConnection *bluez_bus, GDBusConnection *export_bus,
-		 BgsModelRegistry *models, const char *const *adapters, gint64 lost_timeout_usec)
+		 BgsModelRegistry *models, BgsStore *store, const char *const *adapters,
+		 gint64 lost_timeout_usec)
 {
 	BgsDevices *self = g_object_new (BGS_TYPE_DEVICES, NULL);
 
 	self->bluez_bus = g_object_ref (bluez_bus);
 	self->export_bus = g_object_ref (export_bus);
 	self->models = g_object_ref (models);
+	self->store = store != NULL ? g_object_ref (store) : NULL;
 	self->adapters = g_strdupv ((char **) adapters);
 	self->lost_timeout = lost_timeout_usec > 0 ? lost_timeout_usec : 10 * G_USEC_PER_SEC;
 	return self;

@@ -9,6 +9,7 @@
 #include <gio/gio.h>
 
 #include "bgs-device-model.h"
+#include "bgs-store.h"
 
 G_BEGIN_DECLS
 
@@ -17,9 +18,11 @@ G_DECLARE_FINAL_TYPE (BgsDevices, bgs_devices, BGS, DEVICES, GObject)
 
 typedef struct _BgsDevice BgsDevice;
 
+/* @store (may be NULL) caches what the GATT Device Information Service of
+ * each device said: read once, on its first connection (bgs-device-info.h) */
 BgsDevices *bgs_devices_new (GDBusConnection *bluez_bus, GDBusConnection *export_bus,
-			     BgsModelRegistry *models, const char *const *adapters,
-			     gint64 lost_timeout_usec);
+			     BgsModelRegistry *models, BgsStore *store,
+			     const char *const *adapters, gint64 lost_timeout_usec);
 void bgs_devices_start (BgsDevices *self);
 /* re-identifies every device (device metadata reloaded) */
 void bgs_devices_rematch (BgsDevices *self);
