@@ -569,6 +569,8 @@ typedef struct {
 	BgsRfcommTransport *self;
 	guint timeout_id;
 	guint retry_id;
+	GCancellable *caller;   /* the caller's cancellable */
+	gulong cancel_id;
 	gboolean done;
 } ConnectOp;
 
@@ -577,6 +579,10 @@ connect_detach (ConnectOp *op)
 {
 	g_clear_handle_id (&op->timeout_id, g_source_remove);
 	g_clear_handle_id (&op->retry_id, g_source_remove);
+	if (op->cancel_id != 0)
+		g_cancellable_disconnect (op->caller, op->cancel_id);
+	op->cancel_id = 0;
+	g_clear_object (&op->caller);
 }
 
 static void
@@ -774,6 +780,43 @@ connect_start (BgsRfcommTransport *self, GTask *task)
 		self->reg->waiters = g_list_append (self->reg->waiters, g_object_ref (task));
 }
 
+static gboolean
+caller_cancelled_idle (gpointer user_data)
+{
+	GTask *task = user_data;
+	ConnectOp *op = g_task_get_task_data (task);
+
+	if (!op->done)
+		connect_fail (task, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+							 "the connect was cancelled"));
+	g_object_unref (task);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+caller_cancelled_cb (GCancellable *cancellable, gpointer user_data)
+{
+	/* disconnecting from inside the handler would deadlock: fail from an idle */
+	g_idle_add (caller_cancelled_idle, g_object_ref (user_data));
+}
+
+/* connect, abandoning it (closing whatever came of it) when @cancellable fires */
+static void
+connect_run (BgsRfcommTransport *self, GTask *task, GCancellable *cancellable)
+{
+	ConnectOp *op;
+
+	g_object_ref (task);
+	connect_start (self, task);
+	op = g_task_get_task_data (task);
+	if (!op->done && cancellable != NULL) {
+		op->caller = g_object_ref (cancellable);
+		op->cancel_id = g_cancellable_connect (cancellable, G_CALLBACK (caller_cancelled_cb),
+						       task, NULL);
+	}
+	g_object_unref (task);
+}
+
 /* ---- public -------------------------------------------------------------------- */
 
 static void
@@ -819,7 +862,7 @@ bgs_rfcomm_transport_open_async (GDBusObjectManager *manager, const char *device
 	self->payload_size = options->payload_size > 0 ? MIN (options->payload_size, MAX_PAYLOAD)
 						       : DEFAULT_PAYLOAD;
 	task = g_task_new (self, NULL, open_done_cb, outer);
-	connect_start (self, task);
+	connect_run (self, task, cancellable);
 }
 
 BgsRfcommTransport *
@@ -852,7 +895,7 @@ bgs_rfcomm_transport_reconnect_async (BgsRfcommTransport *self, const char *devi
 
 	g_free (self->device_path);
 	self->device_path = g_strdup (device_path);
-	connect_start (self, task);
+	connect_run (self, task, cancellable);
 }
 
 gboolean

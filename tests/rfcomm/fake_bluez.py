@@ -3,8 +3,9 @@
 # ConnectProfile failing the first N times (BlueZ's BR/EDR security-block
 # race), to test the transport's bounded retry. On success it hands the
 # client profile one end of a socketpair and echoes what comes in.
+# FAILS = -1: ConnectProfile never answers (a connect that hangs).
 #
-#   fake_bluez.py FAILS ERROR_NAME ERROR_MESSAGE
+#   fake_bluez.py FAILS ERROR_NAME ERROR_MESSAGE BUS_ADDRESS
 import socket
 import sys
 
@@ -82,6 +83,9 @@ class Device(dbus.service.Object):
     def ConnectProfile(self, uuid, ok, err):
         f = self.fake
         f.attempts += 1
+        if f.fails < 0:
+            f.hanging = (ok, err)
+            return
         if f.attempts <= f.fails:
             err(Error(*f.err))
             return

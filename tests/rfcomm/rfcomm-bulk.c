@@ -3,6 +3,7 @@
  *
  *   rfcomm-bulk --device PATH [--device PATH...] --uuid UUID [--send BYTES]
  *               [--receive BYTES] [--payload BYTES] [--hold] [--timeout SECS]
+ *               [--cancel-ms MS]
  *
  * Sends a deterministic pattern and/or waits for BYTES back, on every
  * device at once (one transport each, one shared profile registration).
@@ -27,7 +28,8 @@ typedef struct {
 
 static char **devices, *uuid;
 static gint64 send_bytes, receive_bytes;
-static gint payload_opt;
+static gint payload_opt, cancel_ms;
+static GCancellable *cancellable;
 static gboolean hold;
 static GMainLoop *loop;
 static int status = 1;
@@ -172,8 +174,15 @@ manager_cb (GObject *source, GAsyncResult *res, gpointer data)
 	opts.uuid = uuid;
 	opts.payload_size = payload_opt > 0 ? (guint) payload_opt : 0;
 	for (guint i = 0; i < n_transfers; i++)
-		bgs_rfcomm_transport_open_async (manager, transfers[i].device, &opts, NULL, open_cb,
-						 &transfers[i]);
+		bgs_rfcomm_transport_open_async (manager, transfers[i].device, &opts, cancellable,
+						 open_cb, &transfers[i]);
+}
+
+static gboolean
+cancel_cb (gpointer data)
+{
+	g_cancellable_cancel (cancellable);
+	return G_SOURCE_REMOVE;
 }
 
 static gboolean
@@ -199,6 +208,7 @@ main (int argc, char **argv)
 		{ "payload", 0, 0, G_OPTION_ARG_INT, &payload_opt, "packet size", "N" },
 		{ "hold", 0, 0, G_OPTION_ARG_NONE, &hold, "stay connected until the link drops", NULL },
 		{ "timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "give up after SECS", "SECS" },
+		{ "cancel-ms", 0, 0, G_OPTION_ARG_INT, &cancel_ms, "cancel the open after MS", "MS" },
 		{ NULL }
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new ("- bulk transfer over RFCOMM transports");
@@ -226,9 +236,15 @@ main (int argc, char **argv)
 	g_dbus_object_manager_client_new (bus, G_DBUS_OBJECT_MANAGER_CLIENT_FLAGS_NONE, "org.bluez",
 					  "/", NULL, NULL, NULL, NULL, manager_cb, NULL);
 	g_timeout_add_seconds (timeout, timeout_cb, NULL);
+	cancellable = g_cancellable_new ();
+	if (cancel_ms > 0)
+		g_timeout_add (cancel_ms, cancel_cb, NULL);
 	g_main_loop_run (loop);
 	for (guint i = 0; i < n_transfers; i++)
 		g_clear_object (&transfers[i].transport);
+	/* let cancelled calls return their references to abandoned transports */
+	while (g_main_context_iteration (NULL, FALSE))
+		;
 	/* the last transport unregisters the profile: let that reach bluetoothd */
 	g_dbus_connection_flush_sync (bus, NULL, NULL);
 	return status;

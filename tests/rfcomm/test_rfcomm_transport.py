@@ -323,3 +323,17 @@ def test_bluetoothd_restart_releases_the_profile(sim):
     rc, text, err = finish(p, done, out, 30, 'rfcomm-bulk to see bluetoothd go')
     assert rc == 0, err
     assert 'disconnected=' in text
+
+
+def test_cancel_abandons_a_hanging_connect(fake_bus):
+    address, start = fake_bus
+    bus, fake = start(-1)
+    # the tool gives up at 20 s, before the 30 s connect timeout: only an
+    # abandoned connect answers "cancelled"
+    rc, out, err = fake_bulk(address, '--send', '10', '--cancel-ms', '300', '--timeout', '20')
+    assert rc == 1
+    assert 'cancelled' in err
+    stats = call(fake.Stats)
+    assert stats['attempts'] == 1
+    # nothing left registered once the abandoned transport went
+    assert stats['profiles'] == 0
