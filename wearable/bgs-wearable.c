@@ -313,7 +313,10 @@ update_mtu (Wearable *w, GVariant *options)
 {
 	guint16 mtu = 0;
 
-	if (options != NULL && g_variant_lookup (options, "mtu", "q", &mtu) && mtu >= 23) {
+	/* every write carries the MTU; re-applying it would drop a request
+	 * half reassembled from several writes */
+	if (options != NULL && g_variant_lookup (options, "mtu", "q", &mtu) && mtu >= 23 &&
+	    mtu != w->mtu) {
 		w->mtu = mtu;
 		bgs_smp_server_set_transport (w->server, w->mtu, smp_send, w);
 	}

@@ -190,3 +190,19 @@ def test_sync_canceled_by_range_loss(stack):
     call(stack.sim().SetInRange, stack.address, dbus.Boolean(False))
     end = app.wait_end(60)
     assert end['event'] == 'canceled' and end['reason'] == 'condition-loss', end
+
+
+def test_small_mtu_fragments_requests_and_responses(stack):
+    # 23-byte ATT MTU: every SMP request and response spans several packets
+    call(stack.sim().Configure, dbus.Dictionary({'mtu': dbus.UInt32(23)}, signature='sv'))
+    data = put_file(stack, 'small.bin', 3000, 9)
+    out = os.path.join(stack.tmp, 'out')
+    sync = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
+                         '--args', '/small.bin')
+    end = sync.wait_end(120)
+    assert end['event'] == 'completed' and end['success'], end
+    with open(os.path.join(out, 'small.bin'), 'rb') as f:
+        assert f.read() == data
+    app = update(stack, size=8 * 1024)
+    end = app.wait_end(120)
+    assert end['event'] == 'completed' and end['success'], end
