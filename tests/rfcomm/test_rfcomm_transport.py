@@ -71,6 +71,11 @@ def sim():
     logdir = tempfile.mkdtemp(prefix='bgs-rfcomm-test-')
     b = backends.SimBackend(logdir)
     b.start()
+    # bluetoothd's own temporary-device timeout (30 s), not the scenarios'
+    # short one: a loaded machine must not lose the device before the tool
+    # gets to it
+    call(b.sim.Configure, dbus.Dictionary({'temporary-timeout-ms': dbus.UInt32(30000)},
+                                          signature='sv'))
     yield b
     b.stop()
 
