@@ -3,14 +3,15 @@
  *
  *   rfcomm-bulk --device PATH [--device PATH...] --uuid UUID [--send BYTES]
  *               [--receive BYTES] [--payload BYTES] [--hold] [--timeout SECS]
- *               [--cancel-ms MS]
+ *               [--cancel-ms MS] [--reconnect]
  *
  * Sends a deterministic pattern and/or waits for BYTES back, on every
  * device at once (one transport each, one shared profile registration).
  * Prints one line of key=value results per device, in the order given: the
  * SHA-256 of what was sent and received, wall and CPU seconds, after a
  * "connected" line per transport. With --hold it waits for the link to drop
- * and exits 0 printing "disconnected=<reason>". */
+ * and exits 0 printing "disconnected=<reason>"; with --reconnect too, it
+ * then reconnects, prints "reconnected" and does the transfer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -29,11 +30,11 @@ typedef struct {
 static char **devices, *uuid;
 static gint64 send_bytes, receive_bytes;
 static gint payload_opt, cancel_ms;
-static GCancellable *cancellable;
-static gboolean hold;
+static gboolean hold, reconnect;
 static GMainLoop *loop;
 static int status = 1;
 static Transfer *transfers;
+static GCancellable *cancellable;
 static guint n_transfers, n_done;
 
 static guint8
@@ -106,12 +107,21 @@ packet_cb (BgsTransport *t, GBytes *packet, gpointer data)
 	maybe_done (x);
 }
 
+static void reconnect_cb (GObject *source, GAsyncResult *res, gpointer data);
+
 static void
 disconnected_cb (BgsTransport *t, GError *error, gpointer data)
 {
+	Transfer *x = data;
+
 	if (hold) {
 		g_print ("disconnected=%s\n", error != NULL ? error->message : "?");
-		quit (0);
+		fflush (stdout);
+		if (reconnect)
+			bgs_rfcomm_transport_reconnect_async (x->transport, x->device, cancellable,
+							      reconnect_cb, x);
+		else
+			quit (0);
 	} else {
 		g_printerr ("rfcomm-bulk: disconnected: %s\n", error != NULL ? error->message : "?");
 		quit (1);
@@ -119,26 +129,13 @@ disconnected_cb (BgsTransport *t, GError *error, gpointer data)
 }
 
 static void
-open_cb (GObject *source, GAsyncResult *res, gpointer data)
+start_transfer (Transfer *x)
 {
-	Transfer *x = data;
 	g_autoptr(GError) error = NULL;
 	g_autofree guint8 *buf = NULL;
 	guint payload;
 	guint64 queued = 0;
 
-	x->transport = bgs_rfcomm_transport_open_finish (res, &error);
-	if (x->transport == NULL) {
-		g_printerr ("rfcomm-bulk: %s\n", error->message);
-		quit (1);
-		return;
-	}
-	g_signal_connect (x->transport, "io", G_CALLBACK (io_cb), x);
-	g_signal_connect (x->transport, "packet", G_CALLBACK (packet_cb), x);
-	g_signal_connect (x->transport, "disconnected", G_CALLBACK (disconnected_cb), x);
-	/* tests wait for this line to act on a live link */
-	g_print ("connected\n");
-	fflush (stdout);
 	x->started = g_get_monotonic_time ();
 	payload = bgs_transport_get_payload_size (BGS_TRANSPORT (x->transport));
 	buf = g_malloc (payload);
@@ -157,6 +154,45 @@ open_cb (GObject *source, GAsyncResult *res, gpointer data)
 		queued += n;
 	}
 	maybe_done (x);
+}
+
+static void
+reconnect_cb (GObject *source, GAsyncResult *res, gpointer data)
+{
+	Transfer *x = data;
+	g_autoptr(GError) error = NULL;
+
+	if (!bgs_rfcomm_transport_reconnect_finish (x->transport, res, &error)) {
+		g_printerr ("rfcomm-bulk: reconnect: %s\n", error->message);
+		quit (1);
+		return;
+	}
+	g_print ("reconnected\n");
+	fflush (stdout);
+	hold = FALSE;
+	start_transfer (x);
+}
+
+static void
+open_cb (GObject *source, GAsyncResult *res, gpointer data)
+{
+	Transfer *x = data;
+	g_autoptr(GError) error = NULL;
+
+	x->transport = bgs_rfcomm_transport_open_finish (res, &error);
+	if (x->transport == NULL) {
+		g_printerr ("rfcomm-bulk: %s\n", error->message);
+		quit (1);
+		return;
+	}
+	g_signal_connect (x->transport, "io", G_CALLBACK (io_cb), x);
+	g_signal_connect (x->transport, "packet", G_CALLBACK (packet_cb), x);
+	g_signal_connect (x->transport, "disconnected", G_CALLBACK (disconnected_cb), x);
+	/* tests wait for this line to act on a live link */
+	g_print ("connected\n");
+	fflush (stdout);
+	if (!(hold && reconnect))
+		start_transfer (x);
 }
 
 static void
@@ -208,6 +244,7 @@ main (int argc, char **argv)
 		{ "payload", 0, 0, G_OPTION_ARG_INT, &payload_opt, "packet size", "N" },
 		{ "hold", 0, 0, G_OPTION_ARG_NONE, &hold, "stay connected until the link drops", NULL },
 		{ "timeout", 0, 0, G_OPTION_ARG_INT, &timeout, "give up after SECS", "SECS" },
+		{ "reconnect", 0, 0, G_OPTION_ARG_NONE, &reconnect, "with --hold: reconnect after the drop, then transfer", NULL },
 		{ "cancel-ms", 0, 0, G_OPTION_ARG_INT, &cancel_ms, "cancel the open after MS", "MS" },
 		{ NULL }
 	};

@@ -342,3 +342,24 @@ def test_cancel_abandons_a_hanging_connect(fake_bus):
     assert stats['attempts'] == 1
     # nothing left registered once the abandoned transport went
     assert stats['profiles'] == 0
+
+
+def test_reconnect_after_drop_then_transfer(sim):
+    b = sim
+    peer = b.add_peer('rfcomm-peer')
+    path = discover(b, peer.address)
+    p, done, out = run_tool([RFCOMM_BULK, '--device', path, '--uuid', peripheral.SPP_CLIENT_UUID,
+                             '--hold', '--reconnect', '--send', str(256 * 1024),
+                             '--receive', str(256 * 1024), '--timeout', '60'], env_for(b))
+    wait_until(lambda: b'connected\n' in out or done, 30, 'the transport to connect')
+    assert not done, 'rfcomm-bulk exited before connecting'
+    b.drop_link(peer)
+    rc, text, err = finish(p, done, out, 60, 'rfcomm-bulk to reconnect and transfer')
+    assert rc == 0, err
+    lines = text.splitlines()
+    assert lines[0] == 'connected'
+    assert lines[1].startswith('disconnected=')
+    assert lines[2] == 'reconnected'
+    r = dict(kv.split('=', 1) for kv in lines[3].split())
+    check_echo(r, 256 * 1024)
+    assert call(peer.control().Stats)['rfcomm_connections'] == 2
