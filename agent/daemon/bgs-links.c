@@ -20,7 +20,7 @@ struct _BgsLinks {
 /* one reconnecting link (servicing) */
 typedef struct {
 	BgsLinks *links;
-	BgsGattTransport *transport; /* weak */
+	BgsTransport *transport; /* weak: GATT or RFCOMM */
 	char *address;        /* the address the device had */
 	char *next_address;   /* address + delta, NULL if the model says nothing */
 	char *name;
@@ -164,7 +164,11 @@ reconnect_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	Keeper *k = user_data;
 	g_autoptr(GError) error = NULL;
 
-	if (!bgs_gatt_transport_reconnect_finish (BGS_GATT_TRANSPORT (source), res, &error)) {
+	gboolean ok = BGS_IS_GATT_TRANSPORT (source)
+		? bgs_gatt_transport_reconnect_finish (BGS_GATT_TRANSPORT (source), res, &error)
+		: bgs_rfcomm_transport_reconnect_finish (BGS_RFCOMM_TRANSPORT (source), res, &error);
+
+	if (!ok) {
 		if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
 			return;
 		k->connecting = FALSE;
@@ -175,8 +179,7 @@ reconnect_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	k->connecting = FALSE;
 	k->backoff_ms = BACKOFF_MIN_MS;
 	set_discovery (k, FALSE);
-	g_info ("reconnected to %s (%s)", k->address,
-		bgs_gatt_transport_get_device_path (BGS_GATT_TRANSPORT (source)));
+	g_info ("reconnected to %s", k->address);
 }
 
 static void
@@ -200,8 +203,14 @@ keeper_try (Keeper *k)
 		k->address = g_strdup (bgs_device_get_address (dev));
 	}
 	k->connecting = TRUE;
-	bgs_gatt_transport_reconnect_async (k->transport, bgs_device_get_bluez_path (dev),
-					    k->cancellable, reconnect_cb, k);
+	if (BGS_IS_GATT_TRANSPORT (k->transport))
+		bgs_gatt_transport_reconnect_async (BGS_GATT_TRANSPORT (k->transport),
+						    bgs_device_get_bluez_path (dev),
+						    k->cancellable, reconnect_cb, k);
+	else
+		bgs_rfcomm_transport_reconnect_async (BGS_RFCOMM_TRANSPORT (k->transport),
+						      bgs_device_get_bluez_path (dev),
+						      k->cancellable, reconnect_cb, k);
 }
 
 static void
@@ -246,20 +255,13 @@ typedef struct {
 	char *device_id;
 } OpenData;
 
+/* a transport is up: servicing links get a keeper that brings them back,
+ * device-use links report their loss as the device leaving range */
 static void
-gatt_open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+link_opened (OpenData *od, BgsTransport *transport)
 {
-	OpenData *od = user_data;
-	g_autoptr(GTask) task = od->task;
-	g_autoptr(GError) error = NULL;
-	BgsGattTransport *transport = bgs_gatt_transport_open_finish (res, &error);
-	BgsDevice *dev;
+	BgsDevice *dev = bgs_devices_lookup_id (od->links->devices, od->device_id);
 
-	if (transport == NULL) {
-		g_task_return_error (task, g_steal_pointer (&error));
-		goto out;
-	}
-	dev = bgs_devices_lookup_id (od->links->devices, od->device_id);
 	if (od->survive && dev != NULL) {
 		const BgsDeviceModel *model = bgs_device_get_model (dev);
 		Keeper *k = g_new0 (Keeper, 1);
@@ -288,8 +290,22 @@ gatt_open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 					g_strdup (od->device_id), g_free);
 		g_signal_connect (transport, "disconnected", G_CALLBACK (use_link_lost_cb), od->links);
 	}
-	g_task_return_pointer (task, transport, g_object_unref);
-out:
+}
+
+static void
+gatt_open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	OpenData *od = user_data;
+	g_autoptr(GTask) task = od->task;
+	g_autoptr(GError) error = NULL;
+	BgsGattTransport *transport = bgs_gatt_transport_open_finish (res, &error);
+
+	if (transport == NULL) {
+		g_task_return_error (task, g_steal_pointer (&error));
+	} else {
+		link_opened (od, BGS_TRANSPORT (transport));
+		g_task_return_pointer (task, transport, g_object_unref);
+	}
 	g_free (od->device_id);
 	g_free (od);
 }
@@ -305,13 +321,7 @@ rfcomm_open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	if (transport == NULL) {
 		g_task_return_error (task, g_steal_pointer (&error));
 	} else {
-		/* servicing RFCOMM links are not brought back after a reboot yet:
-		 * the profile hears "disconnected" and decides */
-		if (!od->survive && od->links->lost != NULL) {
-			g_object_set_data_full (G_OBJECT (transport), "bgs-device-id",
-						g_strdup (od->device_id), g_free);
-			g_signal_connect (transport, "disconnected", G_CALLBACK (use_link_lost_cb), od->links);
-		}
+		link_opened (od, BGS_TRANSPORT (transport));
 		g_task_return_pointer (task, transport, g_object_unref);
 	}
 	g_free (od->device_id);
