@@ -402,6 +402,8 @@ control_method (SimIface *iface, const gchar *sender, const gchar *method,
 				sim->att_timeout_ms = u;
 			else if (g_strcmp0 (key, "mtu") == 0)
 				sim->default_mtu = CLAMP (u, 23, 517);
+			else if (g_strcmp0 (key, "server-max-write") == 0)
+				sim->server_max_write = CLAMP (u, 20, 512);
 			else {
 				g_dbus_method_invocation_return_dbus_error (inv, ERR_INVALID,
 						"unknown option");

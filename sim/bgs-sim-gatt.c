@@ -33,8 +33,8 @@ static GVariant *app_acquire_options (SimDevice *dev);
 #define ATT_MAX_VALUE 512
 /* bluetoothd 5.66's gatt-server checks a write's length with the handle
  * still counted (check_length (length, 0), fixed later): its largest
- * written value is 510 bytes; longer write commands vanish */
-#define SERVER_MAX_WRITE 510
+ * written value is 510 bytes; longer write commands vanish
+ * (Sim->server_max_write, Configure "server-max-write") */
 
 gboolean
 sim_flags_has (const gchar *const *flags, const gchar *flag)
@@ -631,7 +631,7 @@ op_write_deliver_real (gpointer data)
 		op_free (op);
 		return -1;
 	}
-	if (command && g_bytes_get_size (op->data) > SERVER_MAX_WRITE) {
+	if (command && g_bytes_get_size (op->data) > op->dev->adapter->sim->server_max_write) {
 		/* refused by the server, silently: commands have no response */
 		op->done = TRUE;
 		g_dbus_method_invocation_return_value (op->inv, NULL);
@@ -1069,7 +1069,7 @@ pkt_deliver (gpointer data)
 	SimPkt *p = data;
 	SimRChrc *rc = p->rc;
 
-	if (rc != NULL && g_bytes_get_size (p->data) > SERVER_MAX_WRITE) {
+	if (rc != NULL && g_bytes_get_size (p->data) > rc->dev->adapter->sim->server_max_write) {
 		/* the server refuses a longer value; a command gets no answer */
 		g_debug ("write command of %zu bytes dropped", g_bytes_get_size (p->data));
 		rc = NULL;

@@ -1463,6 +1463,7 @@ sim_new (GDBusConnection *conn)
 	sim->restart_delay_ms = 500;
 	sim->att_timeout_ms = 30000;
 	sim->default_mtu = 517;
+	sim->server_max_write = 510;
 	sim_control_register (sim);
 	bluez_start (sim);
 	return sim;

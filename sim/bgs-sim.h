@@ -313,6 +313,7 @@ struct _Sim {
 	guint restart_delay_ms;
 	guint att_timeout_ms;
 	guint16 default_mtu;
+	guint server_max_write;	/* longest value a server accepts (5.66: 510) */
 	guint next_handle_seed;
 };
 

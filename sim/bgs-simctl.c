@@ -407,7 +407,7 @@ static const SimctlCommand commands[] = {
 	{ "notify", "ADDRESS CHAR_UUID HEX", 3, 3, "set a value and notify subscribers", cmd_notify },
 	{ "set-value", "ADDRESS CHAR_UUID HEX", 3, 3, "set a characteristic value", cmd_set_value },
 	{ "get-value", "ADDRESS CHAR_UUID", 2, 2, "print a characteristic value as hex", cmd_get_value },
-	{ "configure", "KEY=VALUE...", 1, 8, "supervision-timeout-ms, connect-timeout-ms, temporary-timeout-ms, restart-delay-ms, att-timeout-ms, mtu", cmd_configure },
+	{ "configure", "KEY=VALUE...", 1, 8, "supervision-timeout-ms, connect-timeout-ms, temporary-timeout-ms, restart-delay-ms, att-timeout-ms, mtu, server-max-write", cmd_configure },
 	{ NULL }
 };
 
