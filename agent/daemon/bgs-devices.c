@@ -58,6 +58,7 @@ struct _BgsDevices {
 	GDBusObjectManager *manager;
 	GHashTable *devices; /* bluez path -> BgsDevice */
 	GHashTable *monitored; /* bluez paths found by a monitor */
+	GHashTable *power_off; /* adapter path -> grace timer id */
 	gboolean ready;
 	GPtrArray *waiters;    /* (GFunc, data) pairs */
 };
@@ -497,29 +498,70 @@ device_remove (BgsDevices *self, const char *bluez_path, gboolean may_return)
 	g_signal_emit (self, signals[SIGNAL_REMOVED], 0, id, may_return);
 }
 
+/* bluetoothd powers its adapters off when it stops: wait this long before
+ * taking a power-off as the user's (tasks revoked) rather than a restart */
+#define POWER_OFF_GRACE_MS 1500
+
+typedef struct {
+	BgsDevices *self;
+	char *adapter_path;
+} PowerOff;
+
 static void
-adapter_changed (BgsDevices *self, const char *adapter_path)
+power_off_free (gpointer data)
 {
-	/* a powered-off adapter revokes its devices: their tasks must stop */
-	if (adapter_powered (self, adapter_path)) {
-		g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
-		return;
-	}
+	PowerOff *po = data;
+
+	g_free (po->adapter_path);
+	g_free (po);
+}
+
+static gboolean
+power_off_cb (gpointer data)
+{
+	PowerOff *po = data;
+	BgsDevices *self = po->self;
 	g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func (g_free);
 	GHashTableIter iter;
 	gpointer value;
 
+	g_hash_table_remove (self->power_off, po->adapter_path);
+	/* bluetoothd left meanwhile (its devices were withdrawn), or powered back */
+	if (adapter_powered (self, po->adapter_path))
+		return G_SOURCE_REMOVE;
 	g_hash_table_iter_init (&iter, self->devices);
 	while (g_hash_table_iter_next (&iter, NULL, &value)) {
 		BgsDevice *dev = value;
-		if (g_strcmp0 (dev->adapter_path, adapter_path) == 0)
+		if (g_strcmp0 (dev->adapter_path, po->adapter_path) == 0)
 			g_ptr_array_add (gone, g_strdup (dev->id));
 	}
 	for (guint i = 0; i < gone->len; i++) {
-		g_info ("adapter %s powered off: revoking %s", adapter_path,
+		g_info ("adapter %s powered off: revoking %s", po->adapter_path,
 			(const char *) gone->pdata[i]);
 		g_signal_emit (self, signals[SIGNAL_REMOVED], 0, gone->pdata[i], FALSE);
 	}
+	return G_SOURCE_REMOVE;
+}
+
+static void
+adapter_changed (BgsDevices *self, const char *adapter_path)
+{
+	PowerOff *po;
+	guint id;
+
+	if (adapter_powered (self, adapter_path)) {
+		g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
+		return;
+	}
+	/* a powered-off adapter revokes its devices: their tasks must stop */
+	if (g_hash_table_contains (self->power_off, adapter_path))
+		return;
+	po = g_new0 (PowerOff, 1);
+	po->self = self;
+	po->adapter_path = g_strdup (adapter_path);
+	id = g_timeout_add_full (G_PRIORITY_DEFAULT, POWER_OFF_GRACE_MS, power_off_cb, po,
+				 power_off_free);
+	g_hash_table_insert (self->power_off, g_strdup (adapter_path), GUINT_TO_POINTER (id));
 }
 
 static void
@@ -573,8 +615,12 @@ interface_removed_cb (GDBusObjectManager *manager, GDBusObject *object,
 			if (g_strcmp0 (dev->adapter_path, path) == 0)
 				g_ptr_array_add (gone, g_strdup (dev->bluez_path));
 		}
+		/* an adapter removed while bluetoothd stays is gone for good;
+		 * bluetoothd itself leaving (its objects go with it) may come back */
+		g_autofree char *owner = g_dbus_object_manager_client_get_name_owner (
+			G_DBUS_OBJECT_MANAGER_CLIENT (manager));
 		for (guint i = 0; i < gone->len; i++)
-			device_remove (self, gone->pdata[i], FALSE);
+			device_remove (self, gone->pdata[i], owner == NULL);
 		g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
 	}
 }
@@ -825,6 +871,15 @@ bgs_devices_finalize (GObject *object)
 
 	g_hash_table_unref (self->devices);
 	g_hash_table_unref (self->monitored);
+	{
+		GHashTableIter iter;
+		gpointer id;
+
+		g_hash_table_iter_init (&iter, self->power_off);
+		while (g_hash_table_iter_next (&iter, NULL, &id))
+			g_source_remove (GPOINTER_TO_UINT (id));
+		g_hash_table_unref (self->power_off);
+	}
 	g_ptr_array_unref (self->waiters);
 	g_clear_object (&self->manager);
 	g_object_unref (self->models);
@@ -858,6 +913,7 @@ bgs_devices_init (BgsDevices *self)
 	self->devices = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
 					       (GDestroyNotify) device_free);
 	self->monitored = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+	self->power_off = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 	self->waiters = g_ptr_array_new ();
 }
 

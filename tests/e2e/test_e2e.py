@@ -206,3 +206,27 @@ def test_small_mtu_fragments_requests_and_responses(stack):
     app = update(stack, size=8 * 1024)
     end = app.wait_end(120)
     assert end['event'] == 'completed' and end['success'], end
+
+
+def test_bluetoothd_restart_revokes_device_use(stack):
+    put_file(stack, 'big.bin', 400000, 6)
+    call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(50000))
+    out = os.path.join(stack.tmp, 'out')
+    app = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
+                        '--args', '/big.bin')
+    app.wait(lambda e: e['event'] == 'progress' and e['percent'] > 0, 60, 'download progress')
+    call(stack.sim().RestartBluez)
+    end = app.wait_end(60)
+    assert end['event'] == 'canceled', end
+    assert end['reason'] in ('resource-revocation', 'condition-loss'), end
+
+
+def test_bluetoothd_restart_during_update(stack):
+    call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(40000))
+    app = update(stack, size=128 * 1024)
+    app.wait(lambda e: e['event'] == 'progress' and 'uploading' in e['status'] and e['percent'] > 10,
+             60, 'upload progress')
+    call(stack.sim().RestartBluez)
+    end = app.wait_end(120)
+    # servicing waits for bluetoothd and the device to come back, then resumes
+    assert end['event'] == 'completed' and end['success'], end
