@@ -14,8 +14,8 @@ import dbus.mainloop.glib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peripheral  # noqa: E402
-from smoke import (BLUEZ, Fail, objects, start_peripheral, step,  # noqa: E402
-                   stop_peripheral, wait_until)  # noqa: E402
+from smoke import (BLUEZ, Fail, objects, start_discovery,  # noqa: E402
+                   start_peripheral, step, stop_peripheral, wait_until)  # noqa: E402
 
 VMCTL = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                       "vmctl.py")]
@@ -63,12 +63,9 @@ def main():
     hci0_addr = os.environ["BGSYNC_VM_HCI0_ADDR"]
     peer_addr = os.environ["BGSYNC_VM_HCI1_ADDR"]
     dev_path = "/org/bluez/hci0/dev_" + peer_addr.replace(":", "_")
+    adapter = start_discovery(bus)
     periph = start_peripheral("hci1", 30)
     try:
-        adapter = dbus.Interface(bus.get_object(BLUEZ, "/org/bluez/hci0"),
-                                 "org.bluez.Adapter1")
-        adapter.SetDiscoveryFilter({"Transport": "le"})
-        adapter.StartDiscovery()
         wait_until(bus, lambda: device(bus, dev_path), 30, f"{dev_path}")
         adapter.StopDiscovery()
         step("discovered the peer")

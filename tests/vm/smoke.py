@@ -109,11 +109,13 @@ def main():
     peer_addr = str(ads["/org/bluez/hci1"]["Address"])
     step(f"adapters: hci0 {ads['/org/bluez/hci0']['Address']}, hci1 {peer_addr}")
 
-    # 2. hci1: GATT application + LE advertisement
+    # 2. hci0 scans first, then hci1 registers its GATT application and LE
+    # advertisement (see start_discovery)
+    adapter = start_discovery(bus)
     periph = start_peripheral("hci1", 30)
     step("hci1 peripheral registered (GattManager1 + LEAdvertisingManager1)")
     try:
-        return central(bus, peer_addr)
+        return central(bus, peer_addr, adapter)
     finally:
         stop_peripheral(periph)
 
@@ -129,15 +131,24 @@ def stop_peripheral(periph):
         periph.wait()
 
 
-def central(bus, peer_addr):
-    hci0 = bus.get_object(BLUEZ, "/org/bluez/hci0")
-    adapter = dbus.Interface(hci0, "org.bluez.Adapter1")
-    dev_path = "/org/bluez/hci0/dev_" + peer_addr.replace(":", "_")
-
-    # 3. discover. btvirt reports an advertisement once per scan enable, so
-    # the scan starts after the advertisement is registered.
+def start_discovery(bus):
+    """LE discovery on hci0, returned once Discovering is true. btvirt sends
+    one advertising report per scan enable and per advertising enable, the
+    scan-enable one before the kernel has marked discovery active (it is
+    dropped: seen in 1 of 8 runs), so scan first and let the peer's
+    advertising enable produce the report."""
+    adapter = dbus.Interface(bus.get_object(BLUEZ, "/org/bluez/hci0"), "org.bluez.Adapter1")
     adapter.SetDiscoveryFilter({"Transport": "le"})
     adapter.StartDiscovery()
+    wait_until(bus, lambda: objects(bus)[dbus.ObjectPath("/org/bluez/hci0")][
+        "org.bluez.Adapter1"]["Discovering"], 15, "hci0 Discovering")
+    return adapter
+
+
+def central(bus, peer_addr, adapter):
+    dev_path = "/org/bluez/hci0/dev_" + peer_addr.replace(":", "_")
+
+    # 3. discover (started before the advertisement was registered)
 
     def found():
         o = objects(bus).get(dbus.ObjectPath(dev_path), {})

@@ -15,7 +15,8 @@ import dbus
 import dbus.mainloop.glib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from smoke import BLUEZ, PROPS, Fail, objects, step, wait_until  # noqa: E402
+from smoke import (BLUEZ, PROPS, Fail, objects, start_discovery,  # noqa: E402
+                   step, wait_until)
 
 SMP_SVC = "8d53dc1d-1db7-4cd3-868b-8a527460aa84"
 SMP_CHR = "da2e7828-fbce-4e01-ae9e-261174997c48"
@@ -54,6 +55,7 @@ def main():
     dev_path = "/org/bluez/hci0/dev_" + peer.replace(":", "_")
     log = open(os.path.join(os.environ.get("BGSYNC_VM_RESULTS", "/tmp"),
                             "artifacts", "bgsync-wearable.log"), "ab")
+    adapter = start_discovery(bus)  # scan first: see smoke.start_discovery
     w = subprocess.Popen([binary, "--adapter", "hci1", "--state-dir", "/tmp/wearable",
                           "--name", "bgsync-vm-wearable", "-v",
                           *sys.argv[1:]],
@@ -67,10 +69,6 @@ def main():
         wait_until(bus, advertising, 30, "bgsync-wearable advertising on hci1")
         step("bgsync-wearable advertises on hci1")
 
-        adapter = dbus.Interface(bus.get_object(BLUEZ, "/org/bluez/hci0"),
-                                 "org.bluez.Adapter1")
-        adapter.SetDiscoveryFilter({"Transport": "le"})
-        adapter.StartDiscovery()
 
         def found():
             d = objects(bus).get(dbus.ObjectPath(dev_path), {}).get("org.bluez.Device1")
