@@ -254,14 +254,20 @@ def run_vm(env, name, command, outdir, job_timeout, deadline=None):
     accel = ["-accel", "kvm", "-cpu", "host"] if env.kvm else \
         ["-accel", "tcg,thread=multi", "-cpu", "max"]
     append = ("console=ttyS0 panic=-1 loglevel=4 mitigations=off "
-              f"bgsvm.init={env.src}/tests/vm/guest-init.sh")
+              f"bgsvm.init={env.src}/tests/vm/guest-init.sh "
+              f"bgsvm.src={env.src} bgsvm.build={env.build}")
     cmd = [env.qemu, *accel, "-m", str(env.mem), "-smp", str(env.smp),
            "-nographic", "-no-reboot", "-nic", "none",
            "-kernel", env.kernel, "-initrd", env.initrd, "-append", append,
            "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,"
                       "readonly=on,multidevs=remap",
            "-virtfs", f"local,path={outdir},mount_tag=results,security_model=none,"
-                      "multidevs=remap"]
+                      "multidevs=remap",
+           # the trees again on their own, for paths the guest covers with tmpfs
+           "-virtfs", f"local,path={env.src},mount_tag=src,security_model=none,"
+                      "readonly=on,multidevs=remap",
+           "-virtfs", f"local,path={env.build},mount_tag=build,security_model=none,"
+                      "readonly=on,multidevs=remap"]
     with open(os.path.join(outdir, "qemu-cmdline"), "w") as f:
         f.write(shlex.join(cmd) + "\n")
     vm_timeout = job_timeout + env.ready_timeout + env.boot_slack

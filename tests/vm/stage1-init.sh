@@ -24,9 +24,13 @@ while read -r m; do
 done < /modules.order
 
 init=""
+src=""
+build=""
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	bgsvm.init=*) init="${arg#bgsvm.init=}" ;;
+	bgsvm.src=*) src="${arg#bgsvm.src=}" ;;
+	bgsvm.build=*) build="${arg#bgsvm.build=}" ;;
 	esac
 done
 [ -n "$init" ] || die "no bgsvm.init= on the kernel command line"
@@ -40,6 +44,16 @@ done
 chmod 1777 /newroot/tmp
 mkdir -p /newroot/run/vm/results /newroot/run/dbus
 mount -t 9p -o "$opts,rw" results /newroot/run/vm/results || die "mount results"
+# a checkout or build dir under one of the tmpfs paths above (CI may clone
+# into /tmp) is hidden by them: mount its own share at the same path
+for pair in "src:$src" "build:$build"; do
+	tag=${pair%%:*}
+	dir=${pair#*:}
+	[ -n "$dir" ] || continue
+	[ -e "/newroot$dir" ] && [ -n "$(ls -A "/newroot$dir" 2>/dev/null)" ] && continue
+	mkdir -p "/newroot$dir" || die "cannot make a mount point for $dir"
+	mount -t 9p -o "$opts,ro,cache=loose" "$tag" "/newroot$dir" || die "mount $tag at $dir"
+done
 mount --move /dev /newroot/dev
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
