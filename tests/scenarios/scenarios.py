@@ -261,7 +261,13 @@ def acquire_write_mtu(ctx):
     got = []
     wait_until(lambda: got.extend(bytes(d) for u, t, d in call(ctl.Received)) or len(got) >= n,
                20, '%d packets at the peer' % n)
-    check(got == sent, 'packets arrive whole and in order (%d/%d)' % (len(got), n))
+    if got != sent:
+        bad = next((i for i, (a, b) in enumerate(zip(got, sent)) if a != b), min(len(got), n))
+        raise ScenarioFailed('packets arrive whole and in order: %d/%d, first difference at #%d '
+                             '(got %d bytes seq %s, sent %d bytes)' % (
+                                 len(got), n, bad,
+                                 len(got[bad]) if bad < len(got) else -1,
+                                 got[bad][:4].hex() if bad < len(got) else '-', size))
     sock.close()
     wait_until(lambda: c.objs.prop(rx, GATT_CHRC, 'WriteAcquired') is False, 5,
                'WriteAcquired false after close')
