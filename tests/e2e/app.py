@@ -58,6 +58,8 @@ def main():
     ap.add_argument('--consent', default='allow')
     ap.add_argument('--cancel-at', type=int, default=-1, help='Cancel() once progress reaches this percent')
     ap.add_argument('--timeout', type=int, default=120)
+    ap.add_argument('--unregister', action='store_true',
+                    help='register the task, unregister it and exit')
     ap.add_argument('--wait-present', type=int, default=30,
                     help='after registering, wait this long for the device to be in range')
     args = ap.parse_args()
@@ -69,6 +71,10 @@ def main():
     mgr.RegisterConsentAgent(AGENT_PATH)
     path = mgr.RegisterTask(args.name, args.trigger, args.entry, dbus.Dictionary({}, signature='sv'))
     task = dbus.Interface(bus.get_object('org.bgsync', path), 'org.bgsync.Task1')
+    if args.unregister:
+        task.Unregister(True)
+        emit('unregistered', path=str(path))
+        return 0
     props = dbus.Interface(bus.get_object('org.bgsync', path), 'org.freedesktop.DBus.Properties')
     loop = GLib.MainLoop()
     state = {'status': 1}

@@ -230,3 +230,22 @@ def test_bluetoothd_restart_during_update(stack):
     end = app.wait_end(120)
     # servicing waits for bluetoothd and the device to come back, then resumes
     assert end['event'] == 'completed' and end['success'], end
+
+
+def test_scanning_only_while_a_device_task_is_registered(stack):
+    props = dbus.Interface(stack.backend.bus.get_object('org.bgsync', '/org/bgsync'),
+                           'org.freedesktop.DBus.Properties')
+
+    def scanning():
+        return bool(call(props.Get, 'org.bgsync.Manager1', 'Scanning'))
+    # nothing registered: the agent does not look for devices
+    assert not scanning()
+    app = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', stack.tmp,
+                        '--args', '/x', '--consent', 'deny')
+    app.wait_end(60)
+    assert scanning()
+    # the registration outlives the app; unregistering it stops the scan
+    gone = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--unregister')
+    gone.wait_event('unregistered')
+    # the property changes before Unregister returns
+    assert not scanning()
