@@ -16,8 +16,10 @@
 #define CONNECT_ATTEMPTS 3
 #define ATT_HEADER 3
 #define MAX_ATT_MTU 517
-/* an attribute value is at most 512 bytes, whatever the MTU (Core 5.3 Vol 3 F 3.2.9) */
-#define MAX_ATT_VALUE 512
+/* an attribute value is at most 512 bytes whatever the MTU (Core 5.3 Vol 3 F
+ * 3.2.9), and bluetoothd 5.66 drops written values over 510: its length
+ * check counts the 2-byte handle */
+#define MAX_ATT_VALUE 510
 /* bounded: a stalled link must not grow the queue without limit */
 #define MAX_QUEUED_PACKETS 4096
 

@@ -239,7 +239,9 @@ send_frame (BgsSmpClient *client, GBytes *frame, GError **error)
 {
 	gsize len = 0;
 	const guint8 *data = g_bytes_get_data (frame, &len);
-	gsize chunk = client->mtu - 3;
+	/* one ATT write carries MTU - 3 bytes, but bluetoothd 5.66 drops written
+	 * values over 510 (its length check counts the handle) */
+	gsize chunk = MIN (client->mtu - 3, 510);
 
 	for (gsize off = 0; off < len; off += chunk) {
 		gsize n = MIN (chunk, len - off);
