@@ -90,8 +90,8 @@ class Demo:
             with open(os.path.join(files, name), 'wb') as f:
                 f.write(bytes((i * 37 + size) & 0xff for i in range(size)))
         self.spawn([self.b + '/wearable/bgsync-wearable', '--bus', addr, '--adapter', 'hci1',
-                    '--state-dir', self.path('wearable'), '--reboot-seconds', '2',
-                    '--no-acquire'], 'wearable.log')
+                    '--state-dir', self.path('wearable'), '--reboot-seconds', '2'],
+                   'wearable.log')
 
         say('bgsyncd, with bgsyncctl as the companion app and the wearable\'s device metadata')
         os.makedirs(self.path('apps'))

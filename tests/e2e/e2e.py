@@ -96,7 +96,7 @@ class Stack:
     def start_wearable(self, extra=()):
         argv = [self.wearable_bin, '--bus', self.bus_address, '--adapter', 'hci1',
                 '--state-dir', os.path.join(self.tmp, 'wearable'), '--reboot-seconds', '1',
-                '--no-acquire', '-v'] + list(extra)
+                '-v'] + list(extra)
         self.wearable = self.spawn(argv, 'wearable')
         # the wearable's advertisement makes it a device of hci1's peers
         self.address = self.backend.peer_adapter_address()
