@@ -1,4 +1,4 @@
-/* bgs-task.c: a registration, its state and its Task1 object */
+/* bgs-task.c: a registration, its state and its Task1 property values */
 #include "bgs-task.h"
 
 #include "bgs-dbus.h"
@@ -18,10 +18,6 @@ struct _BgsTask {
 	guint64 bytes_out;
 	gint64 history_id;
 	gboolean remove_when_idle;
-	GDBusConnection *connection;
-	guint registration_id;
-	BgsTaskDispatch dispatch;
-	gpointer dispatch_data;
 };
 
 G_DEFINE_TYPE (BgsTask, bgs_task, G_TYPE_OBJECT)
@@ -31,7 +27,6 @@ bgs_task_finalize (GObject *object)
 {
 	BgsTask *self = BGS_TASK (object);
 
-	bgs_task_unexport (self);
 	g_clear_object (&self->run);
 	bgs_registration_free (self->reg);
 	g_free (self->object_path);
@@ -72,7 +67,6 @@ gint64 bgs_task_get_history_id (BgsTask *self) { return self->history_id; }
 void bgs_task_set_history_id (BgsTask *self, gint64 id) { self->history_id = id; }
 gboolean bgs_task_get_remove_when_idle (BgsTask *self) { return self->remove_when_idle; }
 void bgs_task_set_remove_when_idle (BgsTask *self, gboolean r) { self->remove_when_idle = r; }
-gboolean bgs_task_is_exported (BgsTask *self) { return self->registration_id != 0; }
 
 gboolean
 bgs_task_is_owned_by (BgsTask *self, guint32 uid, const char *app_id)
@@ -167,43 +161,3 @@ bgs_task_get_properties (BgsTask *self)
 	return g_variant_builder_end (&b);
 }
 
-static void
-method_call_cb (GDBusConnection *connection, const char *sender, const char *object_path,
-		const char *interface_name, const char *method_name, GVariant *parameters,
-		GDBusMethodInvocation *invocation, gpointer user_data)
-{
-	BgsTask *self = user_data;
-
-	self->dispatch (self, sender, interface_name, method_name, parameters, invocation,
-			self->dispatch_data);
-}
-
-/* get_property and set_property NULL: property access is dispatched to
- * method_call as org.freedesktop.DBus.Properties, so it can be async */
-static const GDBusInterfaceVTable task_vtable = { method_call_cb, NULL, NULL, { 0 } };
-
-gboolean
-bgs_task_export (BgsTask *self, GDBusConnection *connection, BgsTaskDispatch dispatch,
-		 gpointer user_data, GError **error)
-{
-	g_return_val_if_fail (self->registration_id == 0, FALSE);
-	self->dispatch = dispatch;
-	self->dispatch_data = user_data;
-	self->registration_id = g_dbus_connection_register_object (connection, self->object_path,
-								   bgs_dbus_task1_interface_info (),
-								   &task_vtable, self, NULL, error);
-	if (self->registration_id == 0)
-		return FALSE;
-	self->connection = g_object_ref (connection);
-	return TRUE;
-}
-
-void
-bgs_task_unexport (BgsTask *self)
-{
-	if (self->registration_id == 0)
-		return;
-	g_dbus_connection_unregister_object (self->connection, self->registration_id);
-	self->registration_id = 0;
-	g_clear_object (&self->connection);
-}

@@ -1,9 +1,8 @@
-/* bgs-task.h: one registration and its exported org.bgsync.Task1 object.
+/* bgs-task.h: one registration, its state and its org.bgsync.Task1 properties.
  *
- * Task1 is registered by hand, not with a generated skeleton, so that
- * property reads reach the daemon's method handler too (get_property is
- * NULL): the owner check needs the caller's identity, which may have to be
- * resolved asynchronously first. */
+ * The objects themselves are served by the daemon's /org/bgsync/task subtree
+ * (bgs-daemon.c), so that every access, property reads included, can wait
+ * for the caller's identity before the owner check. */
 #pragma once
 
 #include <gio/gio.h>
@@ -16,20 +15,11 @@ G_BEGIN_DECLS
 #define BGS_TYPE_TASK (bgs_task_get_type ())
 G_DECLARE_FINAL_TYPE (BgsTask, bgs_task, BGS, TASK, GObject)
 
-typedef void (*BgsTaskDispatch) (BgsTask *task, const char *sender, const char *interface_name,
-				 const char *method_name, GVariant *parameters,
-				 GDBusMethodInvocation *invocation, gpointer user_data);
-
 BgsTask *bgs_task_new (const BgsRegistration *reg);
 const BgsRegistration *bgs_task_get_registration (BgsTask *self);
 gint64 bgs_task_get_id (BgsTask *self);
 const char *bgs_task_get_object_path (BgsTask *self);
 gboolean bgs_task_is_owned_by (BgsTask *self, guint32 uid, const char *app_id);
-
-gboolean bgs_task_export (BgsTask *self, GDBusConnection *connection, BgsTaskDispatch dispatch,
-			  gpointer user_data, GError **error);
-void bgs_task_unexport (BgsTask *self);
-gboolean bgs_task_is_exported (BgsTask *self);
 
 BgsTaskState bgs_task_get_state (BgsTask *self);
 const char *bgs_task_get_device (BgsTask *self);
