@@ -1952,7 +1952,8 @@ bgs_daemon_new (const BgsConfig *config, GDBusConnection *bus, GDBusConnection *
 					 config->presence_lost_timeout_usec);
 	g_signal_connect (self->devices, "presence-changed", G_CALLBACK (presence_changed_cb), self);
 	g_signal_connect (self->devices, "removed", G_CALLBACK (device_removed_cb), self);
-	self->links = bgs_links_new (self->devices, 30 * G_USEC_PER_SEC, link_lost_cb, self);
+	self->links = bgs_links_new (self->devices, config->link_connect_timeout_usec, link_lost_cb, self);
+	bgs_devices_set_power_off_grace (self->devices, config->adapter_power_off_grace_usec);
 	self->presence = bgs_presence_new (system_bus, self->devices, self->models, config);
 
 	regs = bgs_store_list_registrations (self->store, error);

@@ -59,6 +59,7 @@ struct _BgsDevices {
 	GHashTable *devices; /* bluez path -> BgsDevice */
 	GHashTable *monitored; /* bluez paths found by a monitor */
 	GHashTable *power_off; /* adapter path -> grace timer id */
+	gint64 power_off_grace; /* usec */
 	gboolean ready;
 	GPtrArray *waiters;    /* (GFunc, data) pairs */
 };
@@ -498,9 +499,9 @@ device_remove (BgsDevices *self, const char *bluez_path, gboolean may_return)
 	g_signal_emit (self, signals[SIGNAL_REMOVED], 0, id, may_return);
 }
 
-/* bluetoothd powers its adapters off when it stops: wait this long before
- * taking a power-off as the user's (tasks revoked) rather than a restart */
-#define POWER_OFF_GRACE_MS 1500
+/* bluetoothd powers its adapters off when it stops: wait PowerOffGrace
+ * before taking a power-off as the user's (tasks revoked) rather than a
+ * restart */
 
 typedef struct {
 	BgsDevices *self;
@@ -559,8 +560,8 @@ adapter_changed (BgsDevices *self, const char *adapter_path)
 	po = g_new0 (PowerOff, 1);
 	po->self = self;
 	po->adapter_path = g_strdup (adapter_path);
-	id = g_timeout_add_full (G_PRIORITY_DEFAULT, POWER_OFF_GRACE_MS, power_off_cb, po,
-				 power_off_free);
+	id = g_timeout_add_full (G_PRIORITY_DEFAULT, (guint) (self->power_off_grace / 1000),
+				 power_off_cb, po, power_off_free);
 	g_hash_table_insert (self->power_off, g_strdup (adapter_path), GUINT_TO_POINTER (id));
 }
 
@@ -914,6 +915,7 @@ bgs_devices_init (BgsDevices *self)
 					       (GDestroyNotify) device_free);
 	self->monitored = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 	self->power_off = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+	self->power_off_grace = 1500 * 1000;
 	self->waiters = g_ptr_array_new ();
 }
 
@@ -970,4 +972,10 @@ bgs_devices_adapter_allowed (BgsDevices *self, const char *adapter_path)
 	const char *name = strrchr (adapter_path, '/');
 
 	return adapter_allowed (self, name != NULL ? name + 1 : adapter_path);
+}
+
+void
+bgs_devices_set_power_off_grace (BgsDevices *self, gint64 usec)
+{
+	self->power_off_grace = MAX (usec, 0);
 }

@@ -24,6 +24,9 @@ BgsDevices *bgs_devices_new (GDBusConnection *bluez_bus, GDBusConnection *export
 			     BgsModelRegistry *models, BgsStore *store,
 			     const char *const *adapters, gint64 lost_timeout_usec);
 void bgs_devices_start (BgsDevices *self);
+/* how long an adapter power-off waits for bluetoothd to leave (a restart)
+ * before it counts as the user's and revokes tasks */
+void bgs_devices_set_power_off_grace (BgsDevices *self, gint64 usec);
 /* re-identifies every device (device metadata reloaded) */
 void bgs_devices_rematch (BgsDevices *self);
 

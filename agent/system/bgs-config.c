@@ -66,6 +66,9 @@ static const KeyDef keys[] = {
 	{ "Presence", "FoundTimeout", KEY_DURATION, F (presence_found_timeout_usec), 0, SEC (3600) },
 	{ "Presence", "FoundRSSI", KEY_INT, F (presence_found_rssi), -127, 20 },
 	{ "Presence", "LostRSSI", KEY_INT, F (presence_lost_rssi), -127, 20 },
+
+	{ "Links", "ConnectTimeout", KEY_DURATION, F (link_connect_timeout_usec), SEC (1), SEC (300) },
+	{ "Links", "PowerOffGrace", KEY_DURATION, F (adapter_power_off_grace_usec), 0, SEC (30) },
 };
 
 #define FIELD(config, def, type) ((type *) (((guint8 *) (config)) + (def)->offset))
@@ -126,6 +129,8 @@ bgs_config_new_default (void)
 	config->max_agents_per_user = 4;
 
 	config->presence_lost_timeout_usec = SEC (10);
+	config->link_connect_timeout_usec = SEC (30);
+	config->adapter_power_off_grace_usec = SEC (1.5);
 	config->presence_found_timeout_usec = 0;
 	config->presence_found_rssi = -90;
 	config->presence_lost_rssi = -100;

@@ -56,6 +56,10 @@ typedef struct {
 	gint64 presence_found_timeout_usec;
 	gint presence_found_rssi; /* dBm */
 	gint presence_lost_rssi;  /* dBm, <= found_rssi */
+
+	/* [Links] */
+	gint64 link_connect_timeout_usec;     /* Connect + services resolved */
+	gint64 adapter_power_off_grace_usec;  /* power-off then bluetoothd leaving = a restart */
 } BgsConfig;
 
 /* the path bgs_config_load (NULL) reads: $CONFIGURATION_DIRECTORY/main.conf

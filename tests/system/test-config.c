@@ -96,6 +96,8 @@ assert_defaults (const BgsConfig *c)
 	assert_int_equal (c->max_string_length, 4096);
 	assert_int_equal (c->max_agents_per_user, 4);
 	assert_int_equal (c->presence_lost_timeout_usec, 10 * SEC);
+	assert_int_equal (c->link_connect_timeout_usec, 30 * SEC);
+	assert_int_equal (c->adapter_power_off_grace_usec, 3 * SEC / 2);
 	assert_int_equal (c->presence_found_timeout_usec, 0);
 	assert_int_equal (c->presence_found_rssi, -90);
 	assert_int_equal (c->presence_lost_rssi, -100);
@@ -285,6 +287,8 @@ static const BadValue bad_values[] = {
 	{ "Limits", "MaxAgentsPerUser", "0", "between 1 and 64" },
 	{ "Limits", "MaxAgentsPerUser", "4x", "between 1 and 64" },
 	{ "Presence", "LostTimeout", "0", "between 0.1 and 3600" },
+	{ "Links", "ConnectTimeout", "0.5", "between 1 and 300" },
+	{ "Links", "PowerOffGrace", "31", "between 0 and 30" },
 	{ "Presence", "FoundTimeout", "3601", "between 0 and 3600" },
 	{ "Presence", "FoundRSSI", "21", "between -127 and 20" },
 	{ "Presence", "FoundRSSI", "-128", "between -127 and 20" },
