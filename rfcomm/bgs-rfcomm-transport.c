@@ -954,3 +954,9 @@ bgs_rfcomm_transport_init (BgsRfcommTransport *self)
 	self->payload_size = DEFAULT_PAYLOAD;
 	self->out = g_queue_new ();
 }
+
+guint
+bgs_rfcomm_transport_count_registrations (void)
+{
+	return registrations != NULL ? g_hash_table_size (registrations) : 0;
+}

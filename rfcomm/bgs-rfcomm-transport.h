@@ -44,4 +44,8 @@ const char *bgs_rfcomm_transport_get_uuid (BgsRfcommTransport *self);
 /* ConnectProfile calls the last connect made (1 = no retry) */
 guint bgs_rfcomm_transport_get_connect_attempts (BgsRfcommTransport *self);
 
+/* profile registrations still held (a transport, or a call in flight, keeps
+ * one): a short-lived tool waits for 0 before exiting */
+guint bgs_rfcomm_transport_count_registrations (void);
+
 G_END_DECLS

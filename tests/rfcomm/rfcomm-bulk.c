@@ -232,6 +232,13 @@ timeout_cb (gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
+/* wakes the blocking iteration below at least every 50 ms */
+static gboolean
+tick_cb (gpointer data)
+{
+	return G_SOURCE_REMOVE;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -279,9 +286,24 @@ main (int argc, char **argv)
 	g_main_loop_run (loop);
 	for (guint i = 0; i < n_transfers; i++)
 		g_clear_object (&transfers[i].transport);
-	/* let cancelled calls return their references to abandoned transports */
-	while (g_main_context_iteration (NULL, FALSE))
-		;
+	/* let calls in flight return their references, so the last one
+	 * unregisters the profile (bounded) */
+	{
+		gint64 deadline = g_get_monotonic_time () + 3 * G_USEC_PER_SEC;
+
+		while (g_main_context_iteration (NULL, FALSE))
+			;
+		while (bgs_rfcomm_transport_count_registrations () > 0 &&
+		       g_get_monotonic_time () < deadline) {
+			GSource *tick = g_timeout_source_new (50);
+
+			g_source_set_callback (tick, tick_cb, NULL, NULL);
+			g_source_attach (tick, NULL);
+			g_main_context_iteration (NULL, TRUE);
+			g_source_destroy (tick);
+			g_source_unref (tick);
+		}
+	}
 	/* the last transport unregisters the profile: let that reach bluetoothd */
 	g_dbus_connection_flush_sync (bus, NULL, NULL);
 	return status;

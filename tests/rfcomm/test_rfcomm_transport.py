@@ -272,7 +272,9 @@ def test_connect_retries_the_security_block_race(fake_bus):
     r = dict(kv.split('=', 1) for kv in out.split() if '=' in kv)
     assert r['attempts'] == '3'
     assert r['received_sha256'] == hashlib.sha256(pattern(65536)).hexdigest()
-    stats = call(fake.Stats)
+    # the tool's last UnregisterProfile may still be on its way to the fake
+    stats = wait_until(lambda: (lambda st: st if st['unregistered'] == 1 else None)(call(fake.Stats)),
+                       10, 'the profile to be unregistered when the transport went')
     assert stats['attempts'] == 3
     # client role, no auto-connect, and unregistered when the transport went
     assert stats['role'] == 'client'
