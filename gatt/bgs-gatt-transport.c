@@ -712,17 +712,14 @@ bgs_gatt_transport_open_finish (GAsyncResult *res, GError **error)
 }
 
 static void
-reconnect_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+gatt_reconnect (BgsTransport *transport, const char *device_path, GCancellable *cancellable,
+		GTask *task)
 {
-	g_autoptr(GTask) outer = user_data;
-	g_autoptr(GError) error = NULL;
+	BgsGattTransport *self = BGS_GATT_TRANSPORT (transport);
 
-	if (!g_task_propagate_boolean (G_TASK (res), &error)) {
-		g_task_return_error (outer, g_steal_pointer (&error));
-		return;
-	}
-	bgs_transport_emit_reconnected (BGS_TRANSPORT (source));
-	g_task_return_boolean (outer, TRUE);
+	g_free (self->device_path);
+	self->device_path = g_strdup (device_path);
+	connect_start (self, cancellable, task);
 }
 
 void
@@ -730,18 +727,14 @@ bgs_gatt_transport_reconnect_async (BgsGattTransport *self, const char *device_p
 				    GCancellable *cancellable, GAsyncReadyCallback callback,
 				    gpointer user_data)
 {
-	GTask *outer = g_task_new (self, cancellable, callback, user_data);
-	GTask *task = g_task_new (self, cancellable, reconnect_done_cb, outer);
-
-	g_free (self->device_path);
-	self->device_path = g_strdup (device_path);
-	connect_start (self, cancellable, task);
+	bgs_transport_reconnect_async (BGS_TRANSPORT (self), device_path, cancellable, callback,
+				       user_data);
 }
 
 gboolean
 bgs_gatt_transport_reconnect_finish (BgsGattTransport *self, GAsyncResult *res, GError **error)
 {
-	return g_task_propagate_boolean (G_TASK (res), error);
+	return bgs_transport_reconnect_finish (BGS_TRANSPORT (self), res, error);
 }
 
 const char *
@@ -786,6 +779,7 @@ bgs_gatt_transport_class_init (BgsGattTransportClass *klass)
 	transport_class->send = gatt_send;
 	transport_class->get_payload_size = gatt_get_payload_size;
 	transport_class->close = gatt_close;
+	transport_class->reconnect = gatt_reconnect;
 }
 
 static void

@@ -129,3 +129,40 @@ bgs_transport_emit_reconnected (BgsTransport *self)
 	priv->connected = TRUE;
 	g_signal_emit (self, signals[SIGNAL_RECONNECTED], 0);
 }
+
+static void
+reconnect_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	g_autoptr(GTask) outer = user_data;
+	g_autoptr(GError) error = NULL;
+
+	if (!g_task_propagate_boolean (G_TASK (res), &error)) {
+		g_task_return_error (outer, g_steal_pointer (&error));
+		return;
+	}
+	bgs_transport_emit_reconnected (BGS_TRANSPORT (source));
+	g_task_return_boolean (outer, TRUE);
+}
+
+void
+bgs_transport_reconnect_async (BgsTransport *self, const char *device_path,
+			       GCancellable *cancellable, GAsyncReadyCallback callback,
+			       gpointer user_data)
+{
+	GTask *outer = g_task_new (self, cancellable, callback, user_data);
+
+	if (BGS_TRANSPORT_GET_CLASS (self)->reconnect == NULL) {
+		g_task_return_new_error (outer, BGS_ERROR, BGS_ERROR_NOT_SUPPORTED,
+					 "this transport cannot reconnect");
+		g_object_unref (outer);
+		return;
+	}
+	BGS_TRANSPORT_GET_CLASS (self)->reconnect (self, device_path, cancellable,
+						   g_task_new (self, NULL, reconnect_done_cb, outer));
+}
+
+gboolean
+bgs_transport_reconnect_finish (BgsTransport *self, GAsyncResult *res, GError **error)
+{
+	return g_task_propagate_boolean (G_TASK (res), error);
+}

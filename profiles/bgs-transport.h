@@ -19,7 +19,12 @@ struct _BgsTransportClass {
 	gboolean (*send) (BgsTransport *self, GBytes *packet, GError **error);
 	guint (*get_payload_size) (BgsTransport *self);
 	void (*close) (BgsTransport *self);
-	gpointer padding[8];
+	/* connect again, to @device_path (the same device, or the one it came
+	 * back as) and complete @task with a boolean; the base class emits
+	 * "reconnected" */
+	void (*reconnect) (BgsTransport *self, const char *device_path, GCancellable *cancellable,
+			   GTask *task);
+	gpointer padding[7];
 };
 
 gboolean bgs_transport_send (BgsTransport *self, GBytes *packet, GError **error);
@@ -28,6 +33,11 @@ gboolean bgs_transport_send_data (BgsTransport *self, const guint8 *data, gsize 
 guint bgs_transport_get_payload_size (BgsTransport *self);
 gboolean bgs_transport_is_connected (BgsTransport *self);
 void bgs_transport_close (BgsTransport *self);
+/* after "disconnected": reconnect; emits "reconnected" on success */
+void bgs_transport_reconnect_async (BgsTransport *self, const char *device_path,
+				    GCancellable *cancellable, GAsyncReadyCallback callback,
+				    gpointer user_data);
+gboolean bgs_transport_reconnect_finish (BgsTransport *self, GAsyncResult *res, GError **error);
 
 /* for implementations: "packet" (GBytes), "disconnected" (GError, may be
  * NULL), "reconnected" (), "io" (guint64 in, guint64 out) */

@@ -872,17 +872,14 @@ bgs_rfcomm_transport_open_finish (GAsyncResult *res, GError **error)
 }
 
 static void
-reconnect_done_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+rfcomm_reconnect (BgsTransport *transport, const char *device_path, GCancellable *cancellable,
+		  GTask *task)
 {
-	g_autoptr(GTask) outer = user_data;
-	g_autoptr(GError) error = NULL;
+	BgsRfcommTransport *self = BGS_RFCOMM_TRANSPORT (transport);
 
-	if (!g_task_propagate_boolean (G_TASK (res), &error)) {
-		g_task_return_error (outer, g_steal_pointer (&error));
-		return;
-	}
-	bgs_transport_emit_reconnected (BGS_TRANSPORT (source));
-	g_task_return_boolean (outer, TRUE);
+	g_free (self->device_path);
+	self->device_path = g_strdup (device_path);
+	connect_run (self, task, cancellable);
 }
 
 void
@@ -890,18 +887,14 @@ bgs_rfcomm_transport_reconnect_async (BgsRfcommTransport *self, const char *devi
 				      GCancellable *cancellable, GAsyncReadyCallback callback,
 				      gpointer user_data)
 {
-	GTask *outer = g_task_new (self, cancellable, callback, user_data);
-	GTask *task = g_task_new (self, NULL, reconnect_done_cb, outer);
-
-	g_free (self->device_path);
-	self->device_path = g_strdup (device_path);
-	connect_run (self, task, cancellable);
+	bgs_transport_reconnect_async (BGS_TRANSPORT (self), device_path, cancellable, callback,
+				       user_data);
 }
 
 gboolean
 bgs_rfcomm_transport_reconnect_finish (BgsRfcommTransport *self, GAsyncResult *res, GError **error)
 {
-	return g_task_propagate_boolean (G_TASK (res), error);
+	return bgs_transport_reconnect_finish (BGS_TRANSPORT (self), res, error);
 }
 
 const char *
@@ -945,6 +938,7 @@ bgs_rfcomm_transport_class_init (BgsRfcommTransportClass *klass)
 	transport_class->send = rfcomm_send;
 	transport_class->get_payload_size = rfcomm_get_payload_size;
 	transport_class->close = rfcomm_close;
+	transport_class->reconnect = rfcomm_reconnect;
 }
 
 static void

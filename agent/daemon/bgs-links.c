@@ -164,11 +164,7 @@ reconnect_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	Keeper *k = user_data;
 	g_autoptr(GError) error = NULL;
 
-	gboolean ok = BGS_IS_GATT_TRANSPORT (source)
-		? bgs_gatt_transport_reconnect_finish (BGS_GATT_TRANSPORT (source), res, &error)
-		: bgs_rfcomm_transport_reconnect_finish (BGS_RFCOMM_TRANSPORT (source), res, &error);
-
-	if (!ok) {
+	if (!bgs_transport_reconnect_finish (BGS_TRANSPORT (source), res, &error)) {
 		if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
 			return;
 		k->connecting = FALSE;
@@ -203,14 +199,8 @@ keeper_try (Keeper *k)
 		k->address = g_strdup (bgs_device_get_address (dev));
 	}
 	k->connecting = TRUE;
-	if (BGS_IS_GATT_TRANSPORT (k->transport))
-		bgs_gatt_transport_reconnect_async (BGS_GATT_TRANSPORT (k->transport),
-						    bgs_device_get_bluez_path (dev),
-						    k->cancellable, reconnect_cb, k);
-	else
-		bgs_rfcomm_transport_reconnect_async (BGS_RFCOMM_TRANSPORT (k->transport),
-						      bgs_device_get_bluez_path (dev),
-						      k->cancellable, reconnect_cb, k);
+	bgs_transport_reconnect_async (k->transport, bgs_device_get_bluez_path (dev),
+				       k->cancellable, reconnect_cb, k);
 }
 
 static void
