@@ -8,7 +8,7 @@ pkgs="meson ninja-build pkg-config gcc clang libclang-rt-14-dev
   libglib2.0-dev libglib2.0-bin libsqlite3-dev sqlite3 libcmocka-dev
   libcbor-dev libreadline-dev libjson-glib-dev
   dbus dbus-daemon python3 python3-dbusmock python3-dbus python3-gi python3-pytest
-  tmux"
+  tmux valgrind"
 vm_pkgs="qemu-system-x86 linux-image-amd64 busybox-static bluez bluez-test-tools"
 
 want="$pkgs"
