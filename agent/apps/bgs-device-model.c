@@ -26,14 +26,16 @@ struct _BgsDeviceMatch {
 	guint16 company;
 	GBytes *mfr_prefix;
 	char *name_glob;
+	char *dis_manufacturer_glob;
+	char *dis_model_glob;
 	BgsMatchRank rank;
 };
 
 static const char *const model_keys[] = { "Id", "Name", "PrivilegedApps", "Disabled", NULL };
 static const char *const model_localized[] = { "Name", NULL };
 static const char *const match_keys[] = {
-	"Modalias", "Vendor", "Product", "VendorSource", "ServiceUUIDs", "ManufacturerData",
-	"Name", NULL
+	"Modalias", "Vendor", "Product", "VendorSource", "DisManufacturer", "DisModel",
+	"ServiceUUIDs", "ManufacturerData", "Name", NULL
 };
 static const char *const presence_keys[] = {
 	"FoundRSSI", "LostRSSI", "FoundTimeout", "LostTimeout", NULL
@@ -48,6 +50,8 @@ match_free (BgsDeviceMatch *match)
 	g_strfreev (match->uuids);
 	g_clear_pointer (&match->mfr_prefix, g_bytes_unref);
 	g_free (match->name_glob);
+	g_free (match->dis_manufacturer_glob);
+	g_free (match->dis_model_glob);
 	g_free (match);
 }
 
@@ -292,6 +296,16 @@ parse_match (GKeyFile *kf, const char *group, const char *origin, GError **error
 			      group, value);
 		if (!match->has_vendor)
 			FAIL ("%s: [%s] VendorSource needs Vendor", origin, group);
+	}
+	if (g_key_file_has_key (kf, group, "DisManufacturer", NULL)) {
+		GET ("DisManufacturer");
+		match->dis_manufacturer_glob = g_steal_pointer (&value);
+		match->rank = MAX (match->rank, BGS_MATCH_DIS_STRINGS);
+	}
+	if (g_key_file_has_key (kf, group, "DisModel", NULL)) {
+		GET ("DisModel");
+		match->dis_model_glob = g_steal_pointer (&value);
+		match->rank = MAX (match->rank, BGS_MATCH_DIS_STRINGS);
 	}
 	if (g_key_file_has_key (kf, group, "ServiceUUIDs", NULL)) {
 		g_auto(GStrv) list = g_key_file_get_string_list (kf, group, "ServiceUUIDs", NULL,
@@ -587,6 +601,14 @@ match_group (const BgsDeviceMatch *match, const BgsDeviceFacts *facts)
 		if (!ok)
 			return FALSE;
 	}
+	if (match->dis_manufacturer_glob != NULL &&
+	    (facts->dis_manufacturer == NULL ||
+	     !g_pattern_match_simple (match->dis_manufacturer_glob, facts->dis_manufacturer)))
+		return FALSE;
+	if (match->dis_model_glob != NULL &&
+	    (facts->dis_model == NULL ||
+	     !g_pattern_match_simple (match->dis_model_glob, facts->dis_model)))
+		return FALSE;
 	for (gsize i = 0; match->uuids != NULL && match->uuids[i] != NULL; i++) {
 		if (!facts_have_uuid (facts, match->uuids[i]))
 			return FALSE;
@@ -674,6 +696,13 @@ bgs_device_model_fallback_id (const BgsDeviceFacts *facts)
 		return g_strdup_printf ("pnp-%s-%04x-%04x",
 					source == VENDOR_SOURCE_USB ? "usb" : "bluetooth",
 					vendor, product);
+	if ((facts->dis_manufacturer != NULL && *facts->dis_manufacturer != '\0') ||
+	    (facts->dis_model != NULL && *facts->dis_model != '\0')) {
+		g_autofree char *both = g_strdup_printf ("%s\n%s",
+							 facts->dis_manufacturer != NULL ? facts->dis_manufacturer : "",
+							 facts->dis_model != NULL ? facts->dis_model : "");
+		return hash16 ("dis", both);
+	}
 	if (facts->name != NULL && *facts->name != '\0')
 		return hash16 ("name", facts->name);
 	if (facts->uuids != NULL) {

@@ -18,14 +18,17 @@ typedef struct {
 	GVariant *manufacturer_data;        /* a{qv} as BlueZ gives it (v holds ay), may be NULL */
 	guint16 dis_vendor, dis_product;    /* from GATT DIS PnP ID, 0 if unknown */
 	guint8 dis_vendor_source;           /* 1 bluetooth SIG, 2 USB-IF, 0 unknown */
+	const char *dis_manufacturer;       /* DIS Manufacturer Name String, sanitised */
+	const char *dis_model;              /* DIS Model Number String, sanitised */
 } BgsDeviceFacts;
 
 /* how specific a match is; a higher rank wins */
 typedef enum {
 	BGS_MATCH_NONE = 0,
 	BGS_MATCH_NAME,              /* Name= glob only */
-	BGS_MATCH_MANUFACTURER_DATA, /* ManufacturerData= */
 	BGS_MATCH_SERVICE_UUIDS,     /* ServiceUUIDs= */
+	BGS_MATCH_MANUFACTURER_DATA, /* ManufacturerData= */
+	BGS_MATCH_DIS_STRINGS,       /* DisManufacturer= or DisModel= */
 	BGS_MATCH_VENDOR_PRODUCT,    /* Modalias= or Vendor=/Product= */
 } BgsMatchRank;
 
@@ -75,7 +78,8 @@ const char *bgs_device_model_get_param (const BgsDeviceModel *m, const char *pro
 /* a stable id for a device no model matches; [a-z0-9-] only. Scheme, first
  * that applies: "pnp-<source>-<vendor>-<product>" (modalias, else DIS PnP
  * ID; source "bluetooth" or "usb"; 4 lower-case hex digits each; the device
- * version is left out, it changes with firmware updates), "name-<h>" (the
+ * version is left out, it changes with firmware updates), "dis-<h>" (DIS
+ * manufacturer and model strings, "<manufacturer>\n<model>"), "name-<h>" (the
  * name), "uuids-<h>" (the sorted service UUIDs), "mfr-<id>[-<id>...]"
  * (manufacturer data company ids, sorted), "address-<address>" (only when
  * nothing else exists; random addresses change), "unknown". <h> is the first

@@ -195,6 +195,10 @@ device_identify (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy)
 		facts.dis_vendor = dev->dis->vendor;
 		facts.dis_product = dev->dis->product;
 	}
+	if (dev->dis != NULL) {
+		facts.dis_manufacturer = dev->dis->manufacturer;
+		facts.dis_model = dev->dis->model;
+	}
 
 	model = bgs_model_registry_match (self->models, &facts);
 	g_clear_pointer (&dev->model, bgs_device_model_unref);

@@ -745,6 +745,50 @@ test_model_malformed (void **state)
 	}
 }
 
+/* issue order: Modalias/PnP ID, then DIS strings, then manufacturer data,
+ * then service UUIDs, then the name */
+static void
+test_model_rank_order (void **state)
+{
+	g_autoptr(BgsDeviceModel) vp = parse_model (
+		"[Model]\nId=vp\n[Match]\nVendor=05f1\n");
+	g_autoptr(BgsDeviceModel) dis = parse_model (
+		"[Model]\nId=dis\n[Match]\nDisManufacturer=ACME*\nDisModel=Band 2\n");
+	g_autoptr(BgsDeviceModel) dis_model = parse_model (
+		"[Model]\nId=dis-model\n[Match]\nDisModel=Band ?\n");
+	g_autoptr(BgsDeviceModel) mfr = parse_model (
+		"[Model]\nId=mfr\n[Match]\nManufacturerData=05f1\n");
+	g_autoptr(BgsDeviceModel) uu = parse_model (
+		"[Model]\nId=uu\n[Match]\nServiceUUIDs=180a\n");
+	g_autoptr(BgsDeviceModel) nm = parse_model (
+		"[Model]\nId=nm\n[Match]\nName=Band*\n");
+	const char *uuids[] = { "0000180a-0000-1000-8000-00805f9b34fb", NULL };
+	g_autoptr(GVariant) mfr_v = mfr_variant (0x05f1, NULL, 0);
+	BgsDeviceFacts f = { .name = "Band", .uuids = uuids, .manufacturer_data = mfr_v,
+			     .dis_manufacturer = "ACME Corp", .dis_model = "Band 2",
+			     .dis_vendor_source = 1, .dis_vendor = 0x05f1, .dis_product = 1 };
+
+	assert_int_equal (bgs_device_model_match (vp, &f), BGS_MATCH_VENDOR_PRODUCT);
+	assert_int_equal (bgs_device_model_match (dis, &f), BGS_MATCH_DIS_STRINGS);
+	assert_int_equal (bgs_device_model_match (dis_model, &f), BGS_MATCH_DIS_STRINGS);
+	assert_int_equal (bgs_device_model_match (mfr, &f), BGS_MATCH_MANUFACTURER_DATA);
+	assert_int_equal (bgs_device_model_match (uu, &f), BGS_MATCH_SERVICE_UUIDS);
+	assert_int_equal (bgs_device_model_match (nm, &f), BGS_MATCH_NAME);
+	assert_true (BGS_MATCH_VENDOR_PRODUCT > BGS_MATCH_DIS_STRINGS);
+	assert_true (BGS_MATCH_DIS_STRINGS > BGS_MATCH_MANUFACTURER_DATA);
+	assert_true (BGS_MATCH_MANUFACTURER_DATA > BGS_MATCH_SERVICE_UUIDS);
+	assert_true (BGS_MATCH_SERVICE_UUIDS > BGS_MATCH_NAME);
+
+	/* every key of the group must match: a different DIS model string */
+	f.dis_model = "Band 3";
+	assert_int_equal (bgs_device_model_match (dis, &f), BGS_MATCH_NONE);
+	assert_int_equal (bgs_device_model_match (dis_model, &f), BGS_MATCH_DIS_STRINGS);
+	/* no DIS read yet: the DIS groups do not match */
+	f.dis_manufacturer = f.dis_model = NULL;
+	assert_int_equal (bgs_device_model_match (dis, &f), BGS_MATCH_NONE);
+	assert_int_equal (bgs_device_model_match (dis_model, &f), BGS_MATCH_NONE);
+}
+
 static void
 test_fallback_id (void **state)
 {
@@ -800,6 +844,22 @@ test_fallback_id (void **state)
 	b.dis_product = 0x5742;
 	idc = bgs_device_model_fallback_id (&b);
 	assert_string_equal (idc, ida);
+
+	/* DIS strings, without a PnP ID, come before the name */
+	{
+		BgsDeviceFacts d1 = { .name = "Band of Ann", .dis_manufacturer = "ACME",
+				      .dis_model = "Band 2" };
+		BgsDeviceFacts d2 = { .name = "Band of Bob", .dis_manufacturer = "ACME",
+				      .dis_model = "Band 2" };
+		BgsDeviceFacts d3 = { .dis_manufacturer = "ACME", .dis_model = "Band 3" };
+		g_autofree char *i1 = bgs_device_model_fallback_id (&d1);
+		g_autofree char *i2 = bgs_device_model_fallback_id (&d2);
+		g_autofree char *i3 = bgs_device_model_fallback_id (&d3);
+
+		assert_true (g_str_has_prefix (i1, "dis-"));
+		assert_string_equal (i1, i2);
+		assert_string_not_equal (i1, i3);
+	}
 
 	/* only an address left: then, and only then, the address */
 	{
@@ -1085,6 +1145,7 @@ main (int argc, char **argv)
 		cmocka_unit_test (test_model_bad_manufacturer_variant),
 		cmocka_unit_test_setup_teardown (test_model_precedence, setup, teardown),
 		cmocka_unit_test (test_model_malformed),
+		cmocka_unit_test (test_model_rank_order),
 		cmocka_unit_test (test_fallback_id),
 		cmocka_unit_test (test_uuid_normalize),
 	};

@@ -126,6 +126,10 @@ def name_id(name):
     return 'name-' + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
+def dis_id(manufacturer, model):
+    return 'dis-' + hashlib.sha256(('%s\n%s' % (manufacturer, model)).encode()).hexdigest()[:16]
+
+
 def add_dis_device(stack, name, pnp, manufacturer=b'Acme', model=b'Widget'):
     chars = [{'uuid': MANUFACTURER, 'flags': ['read'], 'value': dbus.ByteArray(manufacturer)},
              {'uuid': MODEL_NUMBER, 'flags': ['read'], 'value': dbus.ByteArray(model)},
@@ -218,10 +222,11 @@ def test_malformed_dis_is_ignored(stack):
     discover(stack)
     wait_until(lambda: agent_device(stack, bad), 30, 'the device in bgsyncd')
     connect(stack, bad)
-    # the strings are used for the name of the fallback model, the PnP ID is not
+    # the sanitised strings name the fallback model and give its id (they
+    # beat the device name); the broken PnP ID is not used
     dev = wait_until(lambda: (lambda d: d if d['ModelName'] == 'Acme Bad PnP' else None)(
         agent_device(stack, bad)), 30, 'the DIS strings')
-    assert dev['Model'] == name_id('bad'), dev
+    assert dev['Model'] == dis_id('Acme', 'Bad PnP'), dev
     cache = cached(stack, bad)
     assert cache['dis'] == 'read' and 'dis-pnp' not in cache, cache
     assert stack.daemon.poll() is None
