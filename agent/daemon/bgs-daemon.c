@@ -248,6 +248,25 @@ task_go_idle (BgsDaemon *self, BgsTask *task)
 		update_presence_needed (self);
 }
 
+/* drops finished entries older than [History] MaxAgeDays; called at start
+ * and when a task ends, so no timer is needed */
+static void
+history_prune (BgsDaemon *self)
+{
+	g_autoptr(GError) error = NULL;
+	guint days = self->config->history_max_age_days;
+	guint n = 0;
+
+	if (days == 0)
+		return;
+	if (!bgs_store_prune_history (self->store,
+				      bgs_clock_wall (self->clock) - (gint64) days * 86400 * G_USEC_PER_SEC,
+				      &n, &error))
+		g_warning ("cannot prune the history: %s", error->message);
+	else if (n > 0)
+		g_info ("removed %u history entries older than %u days", n, days);
+}
+
 static void
 history_end (BgsDaemon *self, BgsTask *task, const char *result, const char *reason)
 {
@@ -262,6 +281,7 @@ history_end (BgsDaemon *self, BgsTask *task, const char *result, const char *rea
 		g_warning ("cannot record the end of task %" G_GINT64_FORMAT ": %s",
 			   bgs_task_get_id (task), error->message);
 	bgs_task_set_history_id (task, 0);
+	history_prune (self);
 }
 
 static void
@@ -1964,6 +1984,7 @@ bgs_daemon_new (const BgsConfig *config, GDBusConnection *bus, GDBusConnection *
 			return NULL;
 	}
 	recover_unfinished (self);
+	history_prune (self);
 
 	self->task_subtree_id = g_dbus_connection_register_subtree (
 		bus, TASK_PREFIX, &task_subtree_vtable,

@@ -58,6 +58,8 @@ static const KeyDef keys[] = {
 
 	{ "Events", "MaxQueuedPerApp", KEY_UINT, F (max_queued_per_app), 1, 100000 },
 
+	{ "History", "MaxAgeDays", KEY_UINT, F (history_max_age_days), 0, 36500 },
+
 	{ "Limits", "MaxTasksPerApp", KEY_UINT, F (max_tasks_per_app), 1, 1024 },
 	{ "Limits", "MaxStringLength", KEY_UINT, F (max_string_length), 64, 65536 },
 	{ "Limits", "MaxAgentsPerUser", KEY_UINT, F (max_agents_per_user), 1, 64 },
@@ -124,6 +126,7 @@ bgs_config_new_default (void)
 
 	config->consent_timeout_usec = SEC (60);
 	config->max_queued_per_app = 256;
+	config->history_max_age_days = 90;
 	config->max_tasks_per_app = 32;
 	config->max_string_length = 4096;
 	config->max_agents_per_user = 4;

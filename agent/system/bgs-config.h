@@ -46,6 +46,9 @@ typedef struct {
 	/* [Events] */
 	guint max_queued_per_app;
 
+	/* [History] */
+	guint history_max_age_days; /* 0 = keep forever */
+
 	/* [Limits] */
 	guint max_tasks_per_app;
 	guint max_string_length;

@@ -130,3 +130,58 @@ def test_progress_starts_afresh_each_run(bg, a):
     ch2 = bg.channel()
     assert a.request(t, WATCH2, channel=ch2) == ('allowed', '')
     assert a.prop(t, 'Progress') == [0, '']
+
+
+def _age_history(bg, task_name, seconds):
+    """moves the history rows of @task_name back in time, in the real SQLite
+    file (the daemon may be running: WAL and SQLite locking make that safe)"""
+    import sqlite3
+    import time
+    then = int((time.time() - seconds) * 1e6)
+    db = sqlite3.connect(os.path.join(bg.tmp, 'state', 'bgsync.db'), timeout=10)
+    try:
+        with db:
+            n = db.execute('UPDATE history SET started = ?, ended = ? WHERE task_name = ? AND ended > 0',
+                           (then - 1000000, then, task_name)).rowcount
+    finally:
+        db.close()
+    assert n >= 1, 'no finished history row for %s' % task_name
+
+
+def _run_to_end(bg, a, name):
+    t, ch = start_run(bg, a, name=name)
+    ch.send('complete')
+    a.wait_signal('Completed', t)
+    a.wait_state(t, 'idle')
+    return t
+
+
+@pytest.mark.config(History={'MaxAgeDays': 1})
+def test_history_is_pruned_by_age(bg, a):
+    a.become_agent('allow')
+    for name in ('old', 'recent', 'fresh'):
+        _run_to_end(bg, a, name)
+    names = lambda: sorted(h['task-name'] for h in a.manager('GetHistory', 'u', 0)[0])  # noqa: E731
+    assert names() == ['fresh', 'old', 'recent']
+    # at start: older than MaxAgeDays goes, younger stays
+    assert bg.stop_daemon() == 0
+    _age_history(bg, 'old', 2 * 86400)
+    _age_history(bg, 'recent', 12 * 3600)
+    bg.start_daemon()
+    assert names() == ['fresh', 'recent']
+    # while running: when a task ends
+    _age_history(bg, 'recent', 3 * 86400)
+    assert names() == ['fresh', 'recent']  # nothing prunes on its own (no timer)
+    _run_to_end(bg, a, 'newest')
+    bg.wait_for(lambda: names() == ['fresh', 'newest'], what='the aged entry to be pruned')
+
+
+@pytest.mark.config(History={'MaxAgeDays': 0})
+def test_history_max_age_zero_keeps_everything(bg, a):
+    a.become_agent('allow')
+    _run_to_end(bg, a, 'ancient')
+    assert bg.stop_daemon() == 0
+    _age_history(bg, 'ancient', 3650 * 86400)
+    bg.start_daemon()
+    _run_to_end(bg, a, 'new')
+    assert sorted(h['task-name'] for h in a.manager('GetHistory', 'u', 0)[0]) == ['ancient', 'new']

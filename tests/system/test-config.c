@@ -92,6 +92,7 @@ assert_defaults (const BgsConfig *c)
 	assert_false (bgs_config_may_raise_custom_trigger (c, 1000));
 	assert_int_equal (c->consent_timeout_usec, 60 * SEC);
 	assert_int_equal (c->max_queued_per_app, 256);
+	assert_int_equal (c->history_max_age_days, 90);
 	assert_int_equal (c->max_tasks_per_app, 32);
 	assert_int_equal (c->max_string_length, 4096);
 	assert_int_equal (c->max_agents_per_user, 4);
@@ -174,6 +175,8 @@ test_every_key (void **state)
 		"Timeout=2.5\n"
 		"[Events]\n"
 		"MaxQueuedPerApp=100000\n"
+		"[History]\n"
+		"MaxAgeDays=0\n"
 		"[Limits]\n"
 		"MaxTasksPerApp=1\n"
 		"MaxStringLength=64\n"
@@ -206,6 +209,7 @@ test_every_key (void **state)
 	assert_false (bgs_config_may_raise_custom_trigger (c, 1000));
 	assert_int_equal (c->consent_timeout_usec, 2500000);
 	assert_int_equal (c->max_queued_per_app, 100000);
+	assert_int_equal (c->history_max_age_days, 0);
 	assert_int_equal (c->max_tasks_per_app, 1);
 	assert_int_equal (c->max_string_length, 64);
 	assert_int_equal (c->max_agents_per_user, 2);
@@ -280,6 +284,8 @@ static const BadValue bad_values[] = {
 	{ "Consent", "Timeout", "3601", "between 1 and 3600" },
 	{ "Events", "MaxQueuedPerApp", "0", "between 1 and 100000" },
 	{ "Events", "MaxQueuedPerApp", "100001", "between 1 and 100000" },
+	{ "History", "MaxAgeDays", "-1", "between 0 and 36500" },
+	{ "History", "MaxAgeDays", "36501", "between 0 and 36500" },
 	{ "Limits", "MaxTasksPerApp", "0", "between 1 and 1024" },
 	{ "Limits", "MaxTasksPerApp", "1025", "between 1 and 1024" },
 	{ "Limits", "MaxStringLength", "63", "between 64 and 65536" },
