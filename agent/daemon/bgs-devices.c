@@ -50,6 +50,7 @@ struct _BgsDevice {
 struct _BgsDevices {
 	GObject parent_instance;
 	GDBusConnection *bluez_bus;
+	guint signal_filter;
 	GDBusConnection *export_bus;
 	BgsModelRegistry *models;
 	BgsStore *store;     /* the DIS cache, may be NULL */
@@ -80,7 +81,8 @@ device_free (BgsDevice *dev)
 	}
 	bgs_device_info_free (dev->dis);
 	if (dev->skeleton != NULL) {
-		g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (dev->skeleton));
+		if (g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (dev->skeleton)) != NULL)
+			g_dbus_interface_skeleton_unexport (G_DBUS_INTERFACE_SKELETON (dev->skeleton));
 		g_object_unref (dev->skeleton);
 	}
 	g_clear_pointer (&dev->model, bgs_device_model_unref);
@@ -436,6 +438,7 @@ device_add (BgsDevices *self, GDBusProxy *proxy)
 	BgsDevice *dev;
 	g_autoptr(GError) error = NULL;
 	g_autofree char *addr_id = NULL;
+	g_autofree char *id = NULL;
 
 	if (g_hash_table_contains (self->devices, path))
 		return;
@@ -452,15 +455,24 @@ device_add (BgsDevices *self, GDBusProxy *proxy)
 		g_debug ("ignoring %s: adapter %s not configured", path, adapter);
 		return;
 	}
+	addr_id = g_strdelimit (g_ascii_strup (address, -1), ":", '_');
+	id = g_strdup_printf ("%s_%s", adapter, addr_id);
+	g_strcanon (id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", '_');
+	/* bluetoothd has one object per address and adapter: a second one
+	 * claiming it must neither take over the device nor, when it goes,
+	 * revoke the first one's tasks; it is picked up if the first goes */
+	if (bgs_devices_lookup_id (self, id) != NULL) {
+		g_warning ("ignoring BlueZ device %s: address %s on %s is already %s", path,
+			   address, adapter, bgs_devices_lookup_id (self, id)->bluez_path);
+		return;
+	}
 	dev = g_new0 (BgsDevice, 1);
 	dev->devices = self;
 	dev->bluez_path = g_strdup (path);
 	dev->adapter = g_strdup (adapter);
 	dev->adapter_path = g_steal_pointer (&adapter_path);
 	dev->address = g_ascii_strup (address, -1);
-	addr_id = g_strdelimit (g_strdup (dev->address), ":", '_');
-	dev->id = g_strdup_printf ("%s_%s", dev->adapter, addr_id);
-	g_strcanon (dev->id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", '_');
+	dev->id = g_steal_pointer (&id);
 	dev->object_path = g_strdup_printf ("/org/bgsync/device/%s", dev->id);
 	device_read_props (self, dev, proxy, TRUE);
 	/* read once: a cached DIS (or "none") is used without a connection */
@@ -484,6 +496,28 @@ device_add (BgsDevices *self, GDBusProxy *proxy)
 	device_maybe_read_dis (self, dev);
 }
 
+/* a Device1 ignored as a duplicate of @gone_path's address gets its turn */
+static void
+device_adopt_duplicate (BgsDevices *self, const char *gone_path)
+{
+	GList *objects;
+
+	if (self->manager == NULL)
+		return;
+	objects = g_dbus_object_manager_get_objects (self->manager);
+	for (GList *l = objects; l != NULL; l = l->next) {
+		const char *path = g_dbus_object_get_object_path (l->data);
+		g_autoptr(GDBusInterface) i = NULL;
+
+		if (g_strcmp0 (path, gone_path) == 0 || g_hash_table_contains (self->devices, path))
+			continue;
+		i = g_dbus_object_get_interface (l->data, DEVICE_IFACE);
+		if (i != NULL)
+			device_add (self, G_DBUS_PROXY (i));
+	}
+	g_list_free_full (objects, g_object_unref);
+}
+
 /* @may_return: the object went away but the device may come back (a
  * temporary device expired, bluetoothd restarted), as opposed to the user
  * removing a paired device or its adapter going away */
@@ -501,6 +535,7 @@ device_remove (BgsDevices *self, const char *bluez_path, gboolean may_return)
 	g_info ("device %s removed%s", dev->address, may_return ? " (may come back)" : "");
 	g_hash_table_remove (self->devices, bluez_path);
 	g_signal_emit (self, signals[SIGNAL_REMOVED], 0, id, may_return);
+	device_adopt_duplicate (self, bluez_path);
 }
 
 /* bluetoothd powers its adapters off when it stops: wait PowerOffGrace
@@ -756,9 +791,44 @@ manager_ready_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
 }
 
+/* GLib 2.74's object manager client and proxies unpack these signals with
+ * g_variant_get() without checking their type: one with another signature
+ * from a broken or hostile BlueZ crashes the process. They are dropped
+ * here, on GDBus' worker thread, before anything sees them. */
+static GDBusMessage *
+signal_filter (GDBusConnection *connection, GDBusMessage *message, gboolean incoming,
+	       gpointer user_data)
+{
+	const char *iface, *member, *sig, *want = NULL;
+
+	if (!incoming || g_dbus_message_get_message_type (message) != G_DBUS_MESSAGE_TYPE_SIGNAL)
+		return message;
+	iface = g_dbus_message_get_interface (message);
+	member = g_dbus_message_get_member (message);
+	if (g_strcmp0 (iface, "org.freedesktop.DBus.ObjectManager") == 0) {
+		if (g_strcmp0 (member, "InterfacesAdded") == 0)
+			want = "oa{sa{sv}}";
+		else if (g_strcmp0 (member, "InterfacesRemoved") == 0)
+			want = "oas";
+	} else if (g_strcmp0 (iface, "org.freedesktop.DBus.Properties") == 0 &&
+		   g_strcmp0 (member, "PropertiesChanged") == 0) {
+		want = "sa{sv}as";
+	}
+	sig = g_dbus_message_get_signature (message);
+	if (want == NULL || g_strcmp0 (sig != NULL ? sig : "", want) == 0)
+		return message;
+	g_warning ("dropping %s.%s from %s with signature '%s' (expected '%s')", iface, member,
+		   g_dbus_message_get_sender (message), sig != NULL ? sig : "", want);
+	g_object_unref (message);
+	return NULL;
+}
+
 void
 bgs_devices_start (BgsDevices *self)
 {
+	if (self->signal_filter == 0)
+		self->signal_filter = g_dbus_connection_add_filter (self->bluez_bus, signal_filter,
+								    NULL, NULL);
 	/* created on the main context: subscriptions from another thread's
 	 * context silently lose signals (fwupd #10862) */
 	g_dbus_object_manager_client_new (self->bluez_bus,
@@ -889,6 +959,8 @@ bgs_devices_finalize (GObject *object)
 	g_clear_object (&self->manager);
 	g_object_unref (self->models);
 	g_clear_object (&self->store);
+	if (self->signal_filter != 0)
+		g_dbus_connection_remove_filter (self->bluez_bus, self->signal_filter);
 	g_object_unref (self->bluez_bus);
 	g_object_unref (self->export_bus);
 	g_strfreev (self->adapters);

@@ -1,0 +1,87 @@
+# conftest.py: fixtures of the hostile suite (tests/hostile/README.md).
+#
+#   bg     tests/integration's Harness: private bus, dbusmock's logind,
+#          upower and bluez5 templates, bgsyncd; here org.bluez turns hostile
+#   a      App A's proxy (privileged for both models)
+#
+# BGS_VALGRIND=1 runs bgsyncd under valgrind (memcheck): an invalid read or
+# a definite leak makes it exit non-zero, which fails the test like a crash.
+import os
+import shutil
+import stat
+import sys
+import tempfile
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'integration'))
+import harness  # noqa: E402
+
+VALGRIND = """#!/bin/sh
+exec valgrind --quiet --error-exitcode=99 --leak-check=full \\
+  --errors-for-leak-kinds=definite --show-leak-kinds=definite \\
+  --suppressions=%(supp)s --num-callers=30 %(bgsyncd)s "$@"
+"""
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'config(**sections): agent config overrides')
+
+
+def _tmpdir(prefix):
+    d = tempfile.mkdtemp(prefix=prefix, dir=os.environ.get('BGS_TMPDIR', '/tmp'))
+    os.chmod(d, 0o755)
+    return d
+
+
+def pytest_runtest_setup(item):
+    if not os.environ.get('BGSYNCD'):
+        pytest.skip('BGSYNCD not set (bgsyncd not built)')
+
+
+@pytest.fixture(scope='session')
+def bindir():
+    d = _tmpdir('bgsync-hostile-bin-')
+    harness.make_bindir(d)
+    bgsyncd = os.environ['BGSYNCD']
+    if os.environ.get('BGS_VALGRIND') == '1':
+        if shutil.which('valgrind') is None:
+            pytest.skip('BGS_VALGRIND=1 but valgrind is not installed')
+        wrapper = os.path.join(d, 'bgsyncd-valgrind')
+        with open(wrapper, 'w') as f:
+            f.write(VALGRIND % {'supp': os.path.join(HERE, 'glib.supp'), 'bgsyncd': bgsyncd})
+        os.chmod(wrapper, os.stat(wrapper).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        bgsyncd = wrapper
+    yield d, bgsyncd
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def bg(request, bindir):
+    marker = request.node.get_closest_marker('config')
+    config = marker.kwargs if marker else {}
+    tmp = _tmpdir('bgsync-hostile-')
+    request.addfinalizer(lambda: os.environ.get('BGS_KEEP_TMP') == '1' or
+                         shutil.rmtree(tmp, ignore_errors=True))
+    h = harness.Harness(tmp, bindir[0], config, bgsyncd=bindir[1])
+    try:
+        h.start()
+    except BaseException:
+        h.stop()
+        print(h.log_tail())
+        raise
+    yield h
+    expected = h.daemon_expected
+    status = h.stop()
+    print(h.log_tail())
+    if expected and status != 0:
+        pytest.fail('bgsyncd did not exit cleanly on SIGTERM: status %s' % status)
+    criticals = h.log_criticals()
+    if criticals and os.environ.get('BGS_ALLOW_CRITICALS') != '1':
+        pytest.fail('bgsyncd logged criticals:\n' + '\n'.join(criticals))
+
+
+@pytest.fixture
+def a(bg):
+    return bg.app('app-a', label='A')
