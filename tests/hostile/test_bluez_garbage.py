@@ -283,3 +283,65 @@ def test_properties_changed_with_a_wrong_signature(bg, a, sig, args):
     assert devices(bg)[WATCH1]['Connected'] is True
     ch.send('complete')
     a.wait_signal('Completed', t, lambda args: args[0] is True)
+
+
+DIS = '0000180a-0000-1000-8000-00805f9b34fb'
+DIS_CHRCS = {'manufacturer': '00002a29-0000-1000-8000-00805f9b34fb',
+             'model': '00002a24-0000-1000-8000-00805f9b34fb',
+             'pnp': '00002a50-0000-1000-8000-00805f9b34fb'}
+MIB4 = 4 * 1024 * 1024
+
+
+@pytest.mark.parametrize('case,reads,expect', [
+    # ReadValue code (dbusmock), out signature, per characteristic
+    ('empty', {'manufacturer': ('ret = b""', 'ay'), 'model': ('ret = b""', 'ay'),
+               'pnp': ('ret = b""', 'ay')}, "(none) 0:0000:0000:0000, '' ''"),
+    ('megabytes', {'manufacturer': ('ret = b"M" * %d' % MIB4, 'ay'),
+                   'model': ('ret = b"\\xff\\x00" * %d' % (MIB4 // 2), 'ay'),
+                   'pnp': ('ret = b"\\x01" * %d' % MIB4, 'ay')}, "(none) 0:0000:0000:0000, '%s' ''" % ('M' * 64)),
+    ('control-and-invalid-utf8', {'manufacturer': ('ret = b"\\x1b[31mAcme\\xc3(\\x07\\n"', 'ay'),
+                                  'model': ('ret = b"\\xf0\\x9f\\x92\\xa9 W1\\x00trailing"', 'ay'),
+                                  'pnp': ('ret = b"\\x03\\x01\\x02\\x03\\x04\\x05\\x06"', 'ay')},
+     "(none) 0:0000:0000:0000, '[31mAcme(' '\U0001f4a9 W1'"),
+    ('wrong-types', {'manufacturer': ('ret = "Acme"', 's'), 'model': ('ret = 7', 'u'),
+                     'pnp': ('ret = [b"\\x01"]', 'aay')}, None),
+    ('errors', {'manufacturer': ('raise dbus.exceptions.DBusException("no", name="org.bluez.Error.NotPermitted")', 'ay'),
+                'model': ('raise dbus.exceptions.DBusException("no", name="org.bluez.Error.Failed")', 'ay'),
+                'pnp': ('ret = b"\\x01\\xf1\\x05\\x42\\x57\\x01\\x00"', 'ay')}, None),
+])
+def test_device_information_garbage(bg, a, case, reads, expect):
+    """The agent reads the Device Information Service of a device on its
+    first connection with resolved services: values of 0 bytes, megabytes,
+    control characters and broken UTF-8, the wrong D-Bus types, errors."""
+    address = 'AA:BB:CC:DD:EE:70'
+    path = dev_path(address)
+    add_object(bg, path, DEVICE1, {
+        'Address': ['s', address], 'Name': ['s', 'Gadget'], 'Adapter': ['o', HCI0],
+        'Connected': ['b', True], 'ServicesResolved': ['b', False]})
+    bg.wait_for(lambda: devices(bg).get(address), what='the device to be listed')
+    svc = path + '/service0010'
+    add_object(bg, svc, 'org.bluez.GattService1', {
+        'UUID': ['s', DIS], 'Device': ['o', path], 'Primary': ['b', True]})
+    for i, (kind, (code, sig)) in enumerate(sorted(reads.items())):
+        chrc = svc + '/char%04x' % (0x11 + 2 * i)
+        bg.mock('org.bluez', '/', MOCK, 'AddObject', 'ssa{sv}a(ssss)', chrc,
+                'org.bluez.GattCharacteristic1',
+                {'UUID': ['s', DIS_CHRCS[kind]], 'Service': ['o', svc],
+                 'Flags': ['as', ['read']]},
+                [['ReadValue', 'a{sv}', sig, code]])
+        interfaces_added(bg, chrc, {'org.bluez.GattCharacteristic1': {
+            'UUID': ['s', DIS_CHRCS[kind]], 'Service': ['o', svc], 'Flags': ['as', ['read']]}})
+    bg.mock('org.bluez', path, MOCK, 'UpdateProperties', 'sa{sv}', DEVICE1,
+            {'ServicesResolved': ['b', True]})
+    if expect is not None:
+        wait_log(bg, 'device %s: DIS PnP ID %s' % (address, expect))
+    else:
+        wait_log(bg, 'device %s: ' % address + ('cannot read its Device Information'
+                                               if case == 'wrong-types' else 'DIS PnP ID'))
+    d = devices(bg)[address]
+    if case == 'errors':
+        # two reads refused, the PnP ID read fine: the model is named by it
+        assert d['Model'] == 'pnp-bluetooth-05f1-5742', d['Model']
+    elif case == 'megabytes':
+        assert d['Model'].startswith('dis-'), d['Model']
+    still_serving(a)
