@@ -37,6 +37,7 @@ struct _BgsSmpClient {
 	gint64 busy_delay;
 	gint64 busy_limit;
 	gsize max_frame;
+	guint window; /* requests in flight at most */
 
 	guint mtu;
 	BgsSmpSendFunc send;
@@ -52,8 +53,8 @@ struct _BgsSmpClient {
 	GCallback link_lost;
 	gpointer link_lost_data;
 
-	GQueue queue;     /* Request, not yet sent */
-	Request *current; /* in flight */
+	GQueue queue;    /* Request, not yet sent */
+	GQueue inflight; /* Request, sent and not answered, oldest first */
 	GByteArray *rx;
 	BgsSmpClientStats stats;
 };
@@ -73,7 +74,7 @@ request_free (Request *req)
 	g_free (req);
 }
 
-/* completes and frees @req, which must be out of the queue and not current */
+/* completes and frees @req, which must be out of the queue and not in flight */
 static void
 request_return_error (Request *req, GError *error)
 {
@@ -97,11 +98,13 @@ bgs_smp_client_new (BgsClock *clock, BgsSmpVersion version)
 	client->busy_delay = BGS_SMP_DEFAULT_BUSY_DELAY;
 	client->busy_limit = BGS_SMP_DEFAULT_BUSY_LIMIT;
 	client->max_frame = BGS_SMP_DEFAULT_MAX_FRAME;
+	client->window = 1;
 	client->mtu = 23;
 	client->write_fd = -1;
 	client->notify_fd = -1;
 	client->rx = g_byte_array_new ();
 	g_queue_init (&client->queue);
+	g_queue_init (&client->inflight);
 	g_queue_init (&client->out_packets);
 	return client;
 }
@@ -118,10 +121,8 @@ fail_all (BgsSmpClient *client, BgsError code, const char *message)
 {
 	Request *req;
 
-	if (client->current != NULL) {
-		req = g_steal_pointer (&client->current);
+	while ((req = g_queue_pop_head (&client->inflight)) != NULL)
 		request_return_error (req, g_error_new_literal (BGS_ERROR, code, message));
-	}
 	while ((req = g_queue_pop_head (&client->queue)) != NULL)
 		request_return_error (req, g_error_new_literal (BGS_ERROR, code, message));
 }
@@ -204,6 +205,25 @@ bgs_smp_client_set_max_frame (BgsSmpClient *client, gsize max_frame)
 	client->max_frame = CLAMP (max_frame, 64, BGS_SMP_HEADER_SIZE + BGS_SMP_MAX_BODY);
 }
 
+gsize
+bgs_smp_client_get_max_frame (BgsSmpClient *client)
+{
+	return client->max_frame;
+}
+
+void
+bgs_smp_client_set_window (BgsSmpClient *client, guint window)
+{
+	client->window = CLAMP (window, 1, BGS_SMP_MAX_WINDOW);
+	pump (client);
+}
+
+guint
+bgs_smp_client_get_window (BgsSmpClient *client)
+{
+	return client->window;
+}
+
 void
 bgs_smp_client_get_stats (BgsSmpClient *client, BgsSmpClientStats *stats)
 {
@@ -267,7 +287,7 @@ transmit (BgsSmpClient *client, Request *req)
 	g_object_set_data (G_OBJECT (req->task), "bgs-smp-sent", GINT_TO_POINTER (1));
 	if (!send_frame (client, req->frame, &error)) {
 		g_object_set_data (G_OBJECT (req->task), "bgs-smp-sent", NULL);
-		client->current = NULL;
+		g_queue_remove (&client->inflight, req);
 		g_prefix_error (&error, "SMP send failed: ");
 		if (error->domain != BGS_ERROR) {
 			error->domain = BGS_ERROR;
@@ -284,7 +304,8 @@ transmit (BgsSmpClient *client, Request *req)
 static void
 pump (BgsSmpClient *client)
 {
-	while (client->current == NULL && client->send != NULL && !g_queue_is_empty (&client->queue)) {
+	while (g_queue_get_length (&client->inflight) < client->window && client->send != NULL &&
+	       !g_queue_is_empty (&client->queue)) {
 		Request *req = g_queue_pop_head (&client->queue);
 
 		if (!req->seq_set) {
@@ -293,8 +314,10 @@ pump (BgsSmpClient *client)
 			req->frame = bgs_smp_frame_build (req->op, req->version, req->group, req->id,
 							  req->seq, req->body);
 		}
-		client->current = req;
+		g_queue_push_tail (&client->inflight, req);
 		client->stats.requests++;
+		client->stats.max_inflight = MAX (client->stats.max_inflight,
+						  g_queue_get_length (&client->inflight));
 		transmit (client, req);
 	}
 }
@@ -307,7 +330,7 @@ on_timeout (gpointer user_data)
 	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
 
 	req->timer = 0;
-	g_return_if_fail (client->current == req);
+	g_return_if_fail (g_queue_find (&client->inflight, req) != NULL);
 	if (req->busy_wait) {
 		/* a busy device asked us to come back: not a failed attempt */
 		req->busy_wait = FALSE;
@@ -326,7 +349,7 @@ on_timeout (gpointer user_data)
 		transmit (client, req);
 		return;
 	}
-	client->current = NULL;
+	g_queue_remove (&client->inflight, req);
 	g_byte_array_set_size (client->rx, 0);
 	request_return_error (req, g_error_new (BGS_ERROR, BGS_ERROR_TIMED_OUT,
 						"device did not answer SMP group %u command %u in %.1f s (%u attempts)",
@@ -344,9 +367,7 @@ on_cancelled (GCancellable *cancellable, gpointer user_data)
 	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
 
 	/* runs in the cancelling thread; bgsync cancels on the main context */
-	if (client->current == req)
-		client->current = NULL;
-	else
+	if (!g_queue_remove (&client->inflight, req))
 		g_queue_remove (&client->queue, req);
 	req->cancel_id = 0; /* disconnecting from inside the handler would deadlock */
 	request_return_error (req, g_error_new_literal (BGS_ERROR, BGS_ERROR_CANCELED,
@@ -426,21 +447,33 @@ handle_frame (BgsSmpClient *client, const guint8 *frame, gsize len)
 {
 	g_autoptr(GError) error = NULL;
 	g_autoptr(BgsSmpResponse) resp = NULL;
-	BgsSmpHeader hdr;
-	Request *req = client->current;
+	BgsSmpHeader hdr = { 0 };
+	Request *req = NULL;
 	GTask *task;
 
-	if (!bgs_smp_header_decode (frame, len, &hdr, NULL) || !bgs_smp_op_is_response (hdr.op) ||
-	    req == NULL || hdr.seq != req->seq || hdr.group != req->group || hdr.id != req->id ||
-	    hdr.op != req->op + 1) {
+	if (bgs_smp_header_decode (frame, len, &hdr, NULL) && bgs_smp_op_is_response (hdr.op)) {
+		/* matched by sequence number; group, command and op must agree */
+		for (GList *l = client->inflight.head; l != NULL; l = l->next) {
+			Request *r = l->data;
+
+			if (hdr.seq == r->seq && hdr.group == r->group && hdr.id == r->id &&
+			    hdr.op == r->op + 1) {
+				req = r;
+				break;
+			}
+		}
+	}
+	if (req == NULL) {
 		g_debug ("SMP: dropping unsolicited frame (op %u group %u id %u seq %u)",
 			 hdr.op, hdr.group, hdr.id, hdr.seq);
 		client->stats.dropped_frames++;
 		return;
 	}
-	bgs_clock_remove (client->clock, req->timer);
+	if (req->timer != 0)
+		bgs_clock_remove (client->clock, req->timer);
 	req->timer = 0;
-	client->current = NULL;
+	req->busy_wait = FALSE;
+	g_queue_remove (&client->inflight, req);
 	resp = bgs_smp_response_parse (frame, len, &error);
 	if (resp == NULL) {
 		g_prefix_error (&error, "bad SMP response to group %u command %u: ", req->group, req->id);
@@ -459,7 +492,7 @@ handle_frame (BgsSmpClient *client, const guint8 *frame, gsize len)
 						  req->seq, req->body);
 		for (GList *l = client->queue.head; l != NULL; l = l->next)
 			((Request *) l->data)->version = BGS_SMP_V1;
-		client->current = req;
+		g_queue_push_tail (&client->inflight, req);
 		req->attempts--;
 		transmit (client, req);
 		return;
@@ -471,7 +504,7 @@ handle_frame (BgsSmpClient *client, const guint8 *frame, gsize len)
 			req->busy_since = now;
 		if (now - req->busy_since < client->busy_limit) {
 			g_debug ("SMP group %u command %u: device busy, asking again", req->group, req->id);
-			client->current = req;
+			g_queue_push_tail (&client->inflight, req);
 			req->busy_wait = TRUE;
 			req->timer = bgs_clock_add_timeout (client->clock, client->busy_delay,
 							    on_timeout, req);
@@ -675,27 +708,145 @@ typedef struct {
 	guint image_num;
 	gboolean upgrade;
 	guint8 sha[32];
-	guint64 off;
+	guint64 next_off; /* where the next chunk starts */
+	guint64 reported; /* last offset the device reported */
+	guint64 best;     /* highest offset the device reported */
+	guint stuck;      /* answers in a row that did not move "best" */
 	guint restarts;
+	gboolean answered; /* the first chunk was answered: open the window */
+	GList *chunks;    /* Chunk, in flight, in sending order */
+	guint64 sent;     /* chunks sent so far */
+	gboolean finished; /* the result is set; waiting for chunks in flight */
+	gboolean returned;
+	GError *error;
+	GCancellable *outer;
+	gulong outer_id;
 	BgsSmpProgressFunc progress;
 	gpointer progress_data;
 } Upload;
 
+typedef struct {
+	GTask *task; /* owned */
+	GCancellable *cancel; /* this chunk's call alone */
+	guint64 order;        /* sending order */
+	guint64 off;
+	gsize len;
+} Chunk;
+
 static void
 upload_free (Upload *up)
 {
+	if (up->outer_id != 0)
+		g_cancellable_disconnect (up->outer, up->outer_id);
+	g_clear_object (&up->outer);
+	g_clear_error (&up->error);
 	bgs_smp_client_unref (up->client);
 	g_bytes_unref (up->image);
 	g_free (up->name);
 	g_free (up);
 }
 
-static void upload_next (GTask *task);
+static void
+cancel_chunks_cb (GCancellable *outer, gpointer user_data)
+{
+	g_cancellable_cancel (G_CANCELLABLE (user_data));
+}
+
+/* the chunks' calls get their own cancellable, so a failed transfer can
+ * take back what it still has in flight without cancelling the caller */
+static GCancellable *
+chunk_cancellable_new (GTask *task, GCancellable **outer, gulong *outer_id)
+{
+	GCancellable *c = g_cancellable_new ();
+	GCancellable *o = g_task_get_cancellable (task);
+
+	if (o != NULL) {
+		*outer = g_object_ref (o);
+		*outer_id = g_cancellable_connect (o, G_CALLBACK (cancel_chunks_cb),
+						   g_object_ref (c), g_object_unref);
+	}
+	return c;
+}
+
+/* takes back the calls of chunks sent before @order (G_MAXUINT64: all);
+ * their answers complete from an idle, as GTask does for cancellations */
+static void
+upload_cancel_chunks (Upload *up, guint64 order)
+{
+	g_autoptr(GPtrArray) c = g_ptr_array_new_with_free_func (g_object_unref);
+
+	for (GList *l = up->chunks; l != NULL; l = l->next) {
+		Chunk *chunk = l->data;
+
+		if (chunk->order < order)
+			g_ptr_array_add (c, g_object_ref (chunk->cancel));
+	}
+	for (guint i = 0; i < c->len; i++)
+		g_cancellable_cancel (c->pdata[i]);
+}
+
+static void
+upload_outer_cancelled (GCancellable *outer, gpointer user_data)
+{
+	upload_cancel_chunks (user_data, G_MAXUINT64);
+}
+
+/* the first result wins; it goes out when nothing is in flight. Chunks
+ * still in flight at the end are stale: taking them back also stops their
+ * retransmission, which could reach the device after the next command. */
+static void
+upload_finish (GTask *task, GError *error)
+{
+	Upload *up = g_task_get_task_data (task);
+
+	if (up->finished) {
+		g_clear_error (&error);
+		return;
+	}
+	up->finished = TRUE;
+	up->error = error;
+	upload_cancel_chunks (up, G_MAXUINT64);
+}
+
+static void
+upload_maybe_return (GTask *task)
+{
+	Upload *up = g_task_get_task_data (task);
+
+	/* cancelling chunks may complete them (and us) from inside a callback */
+	if (!up->finished || up->chunks != NULL || up->returned)
+		return;
+	up->returned = TRUE;
+	if (up->error != NULL)
+		g_task_return_error (task, g_steal_pointer (&up->error));
+	else
+		g_task_return_boolean (task, TRUE);
+}
+
+static void upload_fill (GTask *task);
+
+/* will a chunk sent after @order (or the next one) bring the device on
+ * from @off? the device handles requests in order, so chunks sent before
+ * are already handled (or lost) by the time it answered @order */
+static gboolean
+upload_covered (Upload *up, guint64 off, guint64 order)
+{
+	if (off == up->next_off)
+		return TRUE;
+	for (GList *l = up->chunks; l != NULL; l = l->next) {
+		Chunk *chunk = l->data;
+
+		if (chunk->order > order && chunk->off == off)
+			return TRUE;
+	}
+	return FALSE;
+}
 
 static void
 upload_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-	g_autoptr(GTask) task = user_data;
+	Chunk *chunk = user_data;
+	g_autoptr(GTask) task = chunk->task;
 	Upload *up = g_task_get_task_data (task);
 	g_autoptr(GError) error = NULL;
 	g_autoptr(BgsSmpResponse) resp = NULL;
@@ -703,69 +854,141 @@ upload_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 	int match = -1;
 	gsize total = g_bytes_get_size (up->image);
 
+	up->chunks = g_list_remove (up->chunks, chunk);
 	resp = bgs_smp_client_call_finish (up->client, result, &error);
+	if (up->finished)
+		goto out; /* late answers to chunks sent before the end */
+	if (up->outer != NULL && g_cancellable_is_cancelled (up->outer)) {
+		upload_finish (task, g_error_new_literal (BGS_ERROR, BGS_ERROR_CANCELED,
+							  "SMP upload cancelled"));
+		goto out;
+	}
+	if (g_cancellable_is_cancelled (chunk->cancel)) {
+		/* taken back as lost: its slot is free */
+		upload_fill (task);
+		goto out;
+	}
 	if (resp == NULL || !bgs_smp_body_check (resp->body, &error) ||
 	    !bgs_smp_parse_image_upload (resp->body, &off, &match, &error)) {
 		g_prefix_error (&error, "%s upload at offset %" G_GUINT64_FORMAT ": ",
-				up->name != NULL ? up->name : "image", up->off);
-		g_task_return_error (task, g_steal_pointer (&error));
-		return;
+				up->name != NULL ? up->name : "image", chunk->off);
+		upload_finish (task, g_steal_pointer (&error));
+		goto out;
 	}
+	up->answered = TRUE;
 	if (off > total) {
-		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
-					 "device reports upload offset %" G_GUINT64_FORMAT " past the image end (%" G_GSIZE_FORMAT ")",
-					 off, total);
-		return;
+		upload_finish (task, g_error_new (BGS_ERROR, BGS_ERROR_PROTOCOL,
+						  "device reports upload offset %" G_GUINT64_FORMAT " past the image end (%" G_GSIZE_FORMAT ")",
+						  off, total));
+		goto out;
 	}
-	if (off == 0 && up->off != 0 && ++up->restarts > 3) {
-		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
-					 "device keeps restarting the upload from offset 0");
-		return;
+	if (off > up->best || (off == total && total > 0)) {
+		up->best = off;
+		up->stuck = 0;
+	} else if (++up->stuck > 8 + 4 * BGS_SMP_MAX_WINDOW) {
+		/* a device that never moves on would keep us sending forever */
+		upload_finish (task, g_error_new (BGS_ERROR, BGS_ERROR_PROTOCOL,
+						  "device does not take the upload at offset %" G_GUINT64_FORMAT,
+						  off));
+		goto out;
 	}
-	up->off = off;
-	if (up->progress != NULL)
+	if (off != up->reported && up->progress != NULL)
 		up->progress (off, total, up->progress_data);
+	up->reported = off;
 	if (off == total) {
-		if (match == 0) {
-			g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_CORRUPT,
-						 "device reports the uploaded image does not match its SHA-256");
-			return;
-		}
-		g_task_return_boolean (task, TRUE);
-		return;
+		if (match == 0)
+			upload_finish (task, g_error_new_literal (BGS_ERROR, BGS_ERROR_CORRUPT,
+								  "device reports the uploaded image does not match its SHA-256"));
+		else
+			upload_finish (task, NULL);
+		goto out;
 	}
-	upload_next (g_steal_pointer (&task));
+	if (off != chunk->off + chunk->len && !upload_covered (up, off, chunk->order)) {
+		/* not what we expected and nothing on its way fills it: go on
+		 * from where the device is. Chunks sent before this one and
+		 * not answered were lost (or their answers were): take them
+		 * back rather than wait for their timeouts. */
+		if (off == 0 && ++up->restarts > 3) {
+			upload_finish (task, g_error_new_literal (BGS_ERROR, BGS_ERROR_PROTOCOL,
+								  "device keeps restarting the upload from offset 0"));
+			goto out;
+		}
+		g_debug ("SMP upload: device is at offset %" G_GUINT64_FORMAT ", expected %" G_GUINT64_FORMAT ", going on from there",
+			 off, chunk->off + chunk->len);
+		up->client->stats.rewinds++;
+		up->next_off = off;
+		upload_cancel_chunks (up, chunk->order);
+	}
+	upload_fill (task);
+out:
+	upload_maybe_return (task);
+	g_object_unref (chunk->cancel);
+	g_free (chunk);
 }
 
 static void
-upload_next (GTask *task)
+upload_fill (GTask *task)
 {
 	Upload *up = g_task_get_task_data (task);
 	gsize total = 0;
 	const guint8 *data = g_bytes_get_data (up->image, &total);
-	gsize n = bgs_smp_upload_chunk_size (up->client->max_frame, up->name, up->off, total);
-	g_autoptr(GBytes) body = NULL;
+	/* the first chunk goes alone: its answer may resume elsewhere, or be busy */
+	guint window = up->answered ? bgs_smp_client_get_window (up->client) : 1;
 
-	if (n == 0) {
-		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_INVALID_ARGS,
-					 "SMP frame limit %" G_GSIZE_FORMAT " too small for an upload",
-					 up->client->max_frame);
-		g_object_unref (task);
+	if (!up->finished && up->outer != NULL && g_cancellable_is_cancelled (up->outer)) {
+		upload_finish (task, g_error_new_literal (BGS_ERROR, BGS_ERROR_CANCELED,
+							  "SMP upload cancelled"));
 		return;
 	}
-	n = MIN (n, total - up->off);
-	if (up->name != NULL) {
-		body = bgs_smp_build_fs_upload (up->name, up->off, data + up->off, n, total);
-		bgs_smp_client_call_async (up->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_FS,
-					   BGS_SMP_FS_FILE, body, g_task_get_cancellable (task),
-					   upload_cb, task);
-		return;
+	while (!up->finished && g_list_length (up->chunks) < window &&
+	       (up->next_off < total || (total == 0 && !up->answered && up->chunks == NULL))) {
+		gsize n = bgs_smp_upload_chunk_size (up->client->max_frame, up->name, up->next_off, total);
+		g_autoptr(GBytes) body = NULL;
+		Chunk *chunk;
+
+		if (n == 0) {
+			upload_finish (task, g_error_new (BGS_ERROR, BGS_ERROR_INVALID_ARGS,
+							  "SMP frame limit %" G_GSIZE_FORMAT " too small for an upload",
+							  up->client->max_frame));
+			return;
+		}
+		n = MIN (n, total - up->next_off);
+		chunk = g_new0 (Chunk, 1);
+		chunk->task = g_object_ref (task);
+		chunk->cancel = g_cancellable_new ();
+		chunk->order = up->sent++;
+		chunk->off = up->next_off;
+		chunk->len = n;
+		up->chunks = g_list_append (up->chunks, chunk);
+		up->next_off += n;
+		if (up->name != NULL) {
+			body = bgs_smp_build_fs_upload (up->name, chunk->off, total > 0 ? data + chunk->off : NULL,
+							n, total);
+			bgs_smp_client_call_async (up->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_FS,
+						   BGS_SMP_FS_FILE, body, chunk->cancel, upload_cb, chunk);
+		} else {
+			body = bgs_smp_build_image_upload (up->image_num, chunk->off, data + chunk->off, n,
+							   total, up->sha, up->upgrade);
+			bgs_smp_client_call_async (up->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE,
+						   BGS_SMP_IMAGE_UPLOAD, body, chunk->cancel, upload_cb, chunk);
+		}
 	}
-	body = bgs_smp_build_image_upload (up->image_num, up->off, data + up->off, n, total, up->sha,
-					   up->upgrade);
-	bgs_smp_client_call_async (up->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE,
-				   BGS_SMP_IMAGE_UPLOAD, body, g_task_get_cancellable (task),
-				   upload_cb, task);
+}
+
+/* starts @task (which owns @up) and drops the caller's reference */
+static void
+upload_start (GTask *task, Upload *up)
+{
+	GCancellable *outer = g_task_get_cancellable (task);
+
+	if (outer != NULL) {
+		up->outer = g_object_ref (outer);
+		up->outer_id = g_cancellable_connect (outer, G_CALLBACK (upload_outer_cancelled), up, NULL);
+	}
+	g_task_set_task_data (task, up, (GDestroyNotify) upload_free);
+	upload_fill (task);
+	upload_maybe_return (task);
+	g_object_unref (task);
 }
 
 void
@@ -789,13 +1012,13 @@ bgs_smp_client_upload_image_async (BgsSmpClient *client, GBytes *image, guint im
 	up->progress_data = progress_data;
 	g_checksum_update (sum, g_bytes_get_data (image, NULL), (gssize) g_bytes_get_size (image));
 	g_checksum_get_digest (sum, up->sha, &sha_len);
-	g_task_set_task_data (task, up, (GDestroyNotify) upload_free);
 	if (g_bytes_get_size (image) == 0) {
+		g_task_set_task_data (task, up, (GDestroyNotify) upload_free);
 		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_INVALID_ARGS, "empty image");
 		g_object_unref (task);
 		return;
 	}
-	upload_next (task);
+	upload_start (task, up);
 }
 
 gboolean
@@ -820,16 +1043,8 @@ bgs_smp_client_upload_file_async (BgsSmpClient *client, const char *name, GBytes
 	up->image = g_bytes_ref (data);
 	up->progress = progress;
 	up->progress_data = progress_data;
-	g_task_set_task_data (task, up, (GDestroyNotify) upload_free);
-	if (g_bytes_get_size (data) == 0) {
-		/* an empty file is one request with no data */
-		g_autoptr(GBytes) body = bgs_smp_build_fs_upload (name, 0, NULL, 0, 0);
-
-		bgs_smp_client_call_async (client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_FS, BGS_SMP_FS_FILE,
-					   body, cancellable, upload_cb, task);
-		return;
-	}
-	upload_next (task);
+	/* an empty file is one request with no data */
+	upload_start (task, up);
 }
 
 gboolean
@@ -844,21 +1059,38 @@ typedef struct {
 	BgsSmpClient *client;
 	char *name;
 	int fd;
-	guint64 off;
-	guint64 total; /* G_MAXUINT64 until the device says */
+	guint64 off;      /* the file is complete up to here */
+	guint64 total;    /* G_MAXUINT64 until the device says */
+	guint64 next_req; /* next request's offset, once pipelined */
+	gsize chunk;      /* the device's chunk size, learned from its answers */
+	GList *reqs;      /* DlReq, in flight */
+	gboolean finished;
+	gboolean returned;
+	GError *error;
+	GCancellable *cancel;
+	GCancellable *outer;
+	gulong outer_id;
 	BgsSmpProgressFunc progress;
 	gpointer progress_data;
 } Download;
 
+typedef struct {
+	GTask *task; /* owned */
+	guint64 off;
+} DlReq;
+
 static void
 download_free (Download *dl)
 {
+	if (dl->outer_id != 0)
+		g_cancellable_disconnect (dl->outer, dl->outer_id);
+	g_clear_object (&dl->outer);
+	g_clear_object (&dl->cancel);
+	g_clear_error (&dl->error);
 	bgs_smp_client_unref (dl->client);
 	g_free (dl->name);
 	g_free (dl);
 }
-
-static void download_next (GTask *task);
 
 static gboolean
 write_at (int fd, guint64 off, const guint8 *data, gsize len, GError **error)
@@ -883,9 +1115,58 @@ write_at (int fd, guint64 off, const guint8 *data, gsize len, GError **error)
 }
 
 static void
+download_finish (Download *dl, GError *error)
+{
+	if (dl->finished) {
+		g_clear_error (&error);
+		return;
+	}
+	dl->finished = TRUE;
+	dl->error = error;
+	if (error != NULL)
+		g_cancellable_cancel (dl->cancel);
+}
+
+static void
+download_maybe_return (GTask *task)
+{
+	Download *dl = g_task_get_task_data (task);
+
+	if (!dl->finished || dl->reqs != NULL || dl->returned)
+		return;
+	dl->returned = TRUE;
+	if (dl->error != NULL)
+		g_task_return_error (task, g_steal_pointer (&dl->error));
+	else
+		g_task_return_boolean (task, TRUE);
+}
+
+/* requests beyond the first need the length and the device's chunk size */
+static gboolean
+download_pipelined (Download *dl)
+{
+	return dl->chunk > 0 && dl->total != G_MAXUINT64;
+}
+
+static gboolean
+download_covered (Download *dl, guint64 off)
+{
+	if (dl->next_req == off)
+		return TRUE;
+	for (GList *l = dl->reqs; l != NULL; l = l->next) {
+		if (((DlReq *) l->data)->off == off)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static void download_fill (GTask *task);
+
+static void
 download_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-	g_autoptr(GTask) task = user_data;
+	DlReq *r = user_data;
+	g_autoptr(GTask) task = r->task;
 	Download *dl = g_task_get_task_data (task);
 	g_autoptr(GError) error = NULL;
 	g_autoptr(BgsSmpResponse) resp = NULL;
@@ -894,59 +1175,115 @@ download_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 	gsize n = 0;
 	const guint8 *d;
 
+	dl->reqs = g_list_remove (dl->reqs, r);
 	resp = bgs_smp_client_call_finish (dl->client, result, &error);
+	if (dl->finished)
+		goto out;
 	if (resp == NULL || !bgs_smp_body_check (resp->body, &error) ||
 	    !bgs_smp_parse_fs_download (resp->body, &off, &data, &total, &error)) {
-		g_prefix_error (&error, "download of %s at offset %" G_GUINT64_FORMAT ": ", dl->name, dl->off);
-		g_task_return_error (task, g_steal_pointer (&error));
-		return;
+		g_prefix_error (&error, "download of %s at offset %" G_GUINT64_FORMAT ": ", dl->name, r->off);
+		download_finish (dl, g_steal_pointer (&error));
+		goto out;
 	}
-	if (off != dl->off) {
-		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
-					 "download of %s: asked for offset %" G_GUINT64_FORMAT ", got %" G_GUINT64_FORMAT,
-					 dl->name, dl->off, off);
-		return;
+	if (off != r->off) {
+		download_finish (dl, g_error_new (BGS_ERROR, BGS_ERROR_PROTOCOL,
+						  "download of %s: asked for offset %" G_GUINT64_FORMAT ", got %" G_GUINT64_FORMAT,
+						  dl->name, r->off, off));
+		goto out;
 	}
-	if (total != G_MAXUINT64)
+	if (total != G_MAXUINT64) {
+		if (dl->total != G_MAXUINT64 && total != dl->total) {
+			download_finish (dl, g_error_new (BGS_ERROR, BGS_ERROR_PROTOCOL,
+							  "download of %s: the file length changed", dl->name));
+			goto out;
+		}
 		dl->total = total;
+	}
 	d = g_bytes_get_data (data, &n);
 	if (dl->total != G_MAXUINT64 && off + n > dl->total) {
-		g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
-					 "download of %s: data past the file length", dl->name);
-		return;
+		download_finish (dl, g_error_new (BGS_ERROR, BGS_ERROR_PROTOCOL,
+						  "download of %s: data past the file length", dl->name));
+		goto out;
 	}
-	if (!write_at (dl->fd, off, d, n, &error)) {
-		g_task_return_error (task, g_steal_pointer (&error));
-		return;
-	}
-	dl->off += n;
-	if (dl->progress != NULL)
-		dl->progress (dl->off, dl->total, dl->progress_data);
-	if (dl->off == dl->total || n == 0) {
-		/* resumed mid-file, the device only says "len" at offset 0:
-		 * an empty chunk marks the end */
-		if (dl->total == G_MAXUINT64)
-			dl->total = dl->off;
-		if (dl->off != dl->total) {
-			g_task_return_new_error (task, BGS_ERROR, BGS_ERROR_PROTOCOL,
-						 "download of %s: file ended early", dl->name);
-			return;
+	if (off == dl->off) {
+		gboolean was_pipelined = download_pipelined (dl);
+
+		/* only data that continues the file is written: a partial file
+		 * never has a hole, so resuming from its size is right */
+		if (!write_at (dl->fd, off, d, n, &error)) {
+			download_finish (dl, g_steal_pointer (&error));
+			goto out;
 		}
-		g_task_return_boolean (task, TRUE);
-		return;
+		dl->off += n;
+		if (dl->progress != NULL)
+			dl->progress (dl->off, dl->total, dl->progress_data);
+		if (dl->off == dl->total || n == 0) {
+			/* resumed mid-file, the device only says "len" at offset 0:
+			 * an empty chunk marks the end */
+			if (dl->total == G_MAXUINT64)
+				dl->total = dl->off;
+			if (dl->off != dl->total)
+				download_finish (dl, g_error_new (BGS_ERROR, BGS_ERROR_PROTOCOL,
+								  "download of %s: file ended early", dl->name));
+			else
+				download_finish (dl, NULL);
+			goto out;
+		}
+		if (n != dl->chunk)
+			dl->chunk = n;
+		if (!was_pipelined) {
+			dl->next_req = dl->off;
+			goto fill;
+		}
 	}
-	download_next (g_steal_pointer (&task));
+	/* data elsewhere (a stale or repeated request) is not written; if
+	 * nothing on its way asks for where the file ends, ask again */
+	if (!download_covered (dl, dl->off)) {
+		g_debug ("SMP download of %s: going on from offset %" G_GUINT64_FORMAT, dl->name, dl->off);
+		dl->client->stats.rewinds++;
+		dl->next_req = dl->off;
+	}
+fill:
+	download_fill (task);
+out:
+	download_maybe_return (task);
+	g_free (r);
 }
 
 static void
-download_next (GTask *task)
+download_send (GTask *task, guint64 off)
 {
 	Download *dl = g_task_get_task_data (task);
-	g_autoptr(GBytes) body = NULL;
+	g_autoptr(GBytes) body = bgs_smp_build_fs_download (dl->name, off);
+	DlReq *r = g_new0 (DlReq, 1);
 
-	body = bgs_smp_build_fs_download (dl->name, dl->off);
+	r->task = g_object_ref (task);
+	r->off = off;
+	dl->reqs = g_list_append (dl->reqs, r);
 	bgs_smp_client_call_async (dl->client, BGS_SMP_OP_READ, BGS_SMP_GROUP_FS, BGS_SMP_FS_FILE,
-				   body, g_task_get_cancellable (task), download_cb, task);
+				   body, dl->cancel, download_cb, r);
+}
+
+static void
+download_fill (GTask *task)
+{
+	Download *dl = g_task_get_task_data (task);
+	guint window = bgs_smp_client_get_window (dl->client);
+
+	if (dl->finished)
+		return;
+	if (!download_pipelined (dl)) {
+		/* one at a time until the device told its length and chunk */
+		if (dl->reqs == NULL)
+			download_send (task, dl->off);
+		return;
+	}
+	while (!dl->finished && g_list_length (dl->reqs) < window && dl->next_req < dl->total) {
+		guint64 off = dl->next_req;
+
+		dl->next_req += dl->chunk;
+		download_send (task, off);
+	}
 }
 
 void
@@ -964,11 +1301,14 @@ bgs_smp_client_download_file_async (BgsSmpClient *client, const char *name, int 
 	dl->name = g_strdup (name);
 	dl->fd = fd;
 	dl->off = start_off;
+	dl->next_req = start_off;
 	dl->total = G_MAXUINT64;
 	dl->progress = progress;
 	dl->progress_data = progress_data;
+	dl->cancel = chunk_cancellable_new (task, &dl->outer, &dl->outer_id);
 	g_task_set_task_data (task, dl, (GDestroyNotify) download_free);
-	download_next (task);
+	download_fill (task);
+	g_object_unref (task);
 }
 
 gboolean
@@ -1177,4 +1517,90 @@ bgs_smp_client_file_hash_finish (BgsSmpClient *client, GAsyncResult *result, cha
 	out = g_steal_pointer (&h->output);
 	hash_result_free (h);
 	return out;
+}
+
+/* MCUmgr parameters (0/6) */
+
+guint
+bgs_smp_window_for_params (guint64 buf_count, guint window_cap)
+{
+	guint cap = window_cap > 0 ? window_cap : BGS_SMP_DEFAULT_WINDOW_CAP;
+
+	/* one buffer stays free for the device's response */
+	if (buf_count <= 2)
+		return 1;
+	return (guint) MIN (buf_count - 1, (guint64) MIN (cap, BGS_SMP_MAX_WINDOW));
+}
+
+typedef struct {
+	BgsSmpClient *client;
+	guint window_cap;
+} ParamsCtx;
+
+static void
+params_ctx_free (ParamsCtx *p)
+{
+	bgs_smp_client_unref (p->client);
+	g_free (p);
+}
+
+static void
+params_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	g_autoptr(GTask) task = user_data;
+	ParamsCtx *p = g_task_get_task_data (task);
+	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsSmpResponse) resp = bgs_smp_client_call_finish (p->client, result, &error);
+	guint64 size = 0, count = 0;
+
+	if (resp == NULL) {
+		g_task_return_error (task, g_steal_pointer (&error));
+		return;
+	}
+	if (!bgs_smp_body_check (resp->body, &error) ||
+	    !bgs_smp_parse_os_params (resp->body, &size, &count, &error)) {
+		/* no command 6 (MGMT_ERR_ENOTSUP) or a useless answer: the
+		 * conservative defaults every SMP device takes */
+		g_debug ("SMP: no buffer parameters (%s): one request in flight, %u-byte frames",
+			 error->message, BGS_SMP_DEFAULT_MAX_FRAME);
+		bgs_smp_client_set_max_frame (p->client, BGS_SMP_DEFAULT_MAX_FRAME);
+		bgs_smp_client_set_window (p->client, 1);
+		g_task_return_int (task, 0);
+		return;
+	}
+	bgs_smp_client_set_max_frame (p->client, (gsize) MIN (size, (guint64) G_MAXSIZE));
+	bgs_smp_client_set_window (p->client, bgs_smp_window_for_params (count, p->window_cap));
+	g_debug ("SMP: device buffers %" G_GUINT64_FORMAT " x %" G_GUINT64_FORMAT " bytes: frames of %" G_GSIZE_FORMAT ", %u in flight",
+		 count, size, p->client->max_frame, p->client->window);
+	g_task_return_int (task, 1);
+}
+
+void
+bgs_smp_client_query_params_async (BgsSmpClient *client, guint window_cap,
+				   GCancellable *cancellable, GAsyncReadyCallback callback,
+				   gpointer user_data)
+{
+	GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+	ParamsCtx *p = g_new0 (ParamsCtx, 1);
+
+	g_task_set_source_tag (task, bgs_smp_client_query_params_async);
+	g_task_set_check_cancellable (task, FALSE);
+	p->client = bgs_smp_client_ref (client);
+	p->window_cap = window_cap;
+	g_task_set_task_data (task, p, (GDestroyNotify) params_ctx_free);
+	bgs_smp_client_call_async (client, BGS_SMP_OP_READ, BGS_SMP_GROUP_OS, BGS_SMP_OS_PARAMS,
+				   NULL, cancellable, params_cb, task);
+}
+
+gboolean
+bgs_smp_client_query_params_finish (BgsSmpClient *client, GAsyncResult *result,
+				    gboolean *supported, GError **error)
+{
+	gssize r = g_task_propagate_int (G_TASK (result), error);
+
+	if (r < 0)
+		return FALSE;
+	if (supported != NULL)
+		*supported = r == 1;
+	return TRUE;
 }

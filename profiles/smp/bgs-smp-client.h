@@ -4,10 +4,10 @@
  * bytes) through a send function and is given received notification
  * payloads through bgs_smp_client_receive(); bgs_smp_client_attach_fds()
  * wires both to AcquireWrite / AcquireNotify style SOCK_SEQPACKET fds.
- * One request is in flight at a time (devices have few SMP buffers); the
- * rest queue. Responses are reassembled from notifications by the header
- * length and matched by sequence number, group and command; anything else
- * is dropped. Each request has a timeout on the injected clock and is sent
+ * Up to "window" requests are in flight (1 unless set: devices have few SMP
+ * buffers, and OS command 6 says how many); the rest queue. Responses are
+ * reassembled from notifications by the header length and matched by
+ * sequence number, group and command; anything else is dropped. Each request has a timeout on the injected clock and is sent
  * again (same sequence number) up to the retry limit. A device answering
  * MGMT_ERR_EBUSY is asked again after a delay until the busy limit, so a
  * long flash erase does not fail the request. */
@@ -33,6 +33,10 @@ typedef gboolean (*BgsSmpSendFunc) (const guint8 *data, gsize len, gpointer user
 #define BGS_SMP_DEFAULT_BUSY_LIMIT (30 * BGS_USEC_PER_SEC)
 /* Zephyr's default CONFIG_MCUMGR_TRANSPORT_NETBUF_SIZE */
 #define BGS_SMP_DEFAULT_MAX_FRAME 384
+/* most requests in flight the client ever keeps */
+#define BGS_SMP_MAX_WINDOW 16
+/* in-flight cap when the caller gives none (a per-model setting overrides) */
+#define BGS_SMP_DEFAULT_WINDOW_CAP 4
 
 BgsSmpClient *bgs_smp_client_new (BgsClock *clock, BgsSmpVersion version);
 BgsSmpClient *bgs_smp_client_ref (BgsSmpClient *client);
@@ -58,6 +62,11 @@ void bgs_smp_client_set_timeout (BgsSmpClient *client, gint64 timeout_usec, guin
 void bgs_smp_client_set_busy (BgsSmpClient *client, gint64 delay_usec, gint64 limit_usec);
 /* largest request frame (header + body) the device accepts */
 void bgs_smp_client_set_max_frame (BgsSmpClient *client, gsize max_frame);
+gsize bgs_smp_client_get_max_frame (BgsSmpClient *client);
+/* requests in flight at most (1..BGS_SMP_MAX_WINDOW); uploads and
+ * downloads pipeline their chunks up to it */
+void bgs_smp_client_set_window (BgsSmpClient *client, guint window);
+guint bgs_smp_client_get_window (BgsSmpClient *client);
 guint bgs_smp_client_get_mtu (BgsSmpClient *client);
 
 /* one notification payload (any slice of the response stream) */
@@ -72,6 +81,22 @@ void bgs_smp_client_call_async (BgsSmpClient *client, guint8 op, guint16 group, 
 BgsSmpResponse *bgs_smp_client_call_finish (BgsSmpClient *client, GAsyncResult *result,
 					    GError **error);
 
+/* asks the device for its SMP buffers (OS group command 6, "MCUmgr
+ * parameters") and sizes the client to them: the frame limit becomes
+ * buf_size and the window buf_count - 1 (at least 1, at most @window_cap, 0
+ * for BGS_SMP_DEFAULT_WINDOW_CAP), as mcumgr clients do. A device without
+ * the command (any device error, e.g. MGMT_ERR_ENOTSUP, or a malformed
+ * answer) gets one request in flight and the default frame; that is not an
+ * error. Fails only for transport errors, timeouts and cancellation.
+ * @supported tells which case it was. */
+void bgs_smp_client_query_params_async (BgsSmpClient *client, guint window_cap,
+					GCancellable *cancellable, GAsyncReadyCallback callback,
+					gpointer user_data);
+gboolean bgs_smp_client_query_params_finish (BgsSmpClient *client, GAsyncResult *result,
+					     gboolean *supported, GError **error);
+/* what query_params does with the device's numbers */
+guint bgs_smp_window_for_params (guint64 buf_count, guint window_cap);
+
 /* counters for tests and progress */
 typedef struct {
 	guint64 requests;
@@ -79,6 +104,8 @@ typedef struct {
 	guint64 busy_retries;
 	guint64 timeouts;
 	guint64 dropped_frames; /* unsolicited, out of order, not a response */
+	guint64 rewinds;        /* upload/download restarted at an offset the device named */
+	guint max_inflight;     /* most requests that were in flight at once */
 	guint64 packets_sent;
 	guint64 bytes_sent;
 	guint64 bytes_received;
@@ -87,9 +114,15 @@ typedef struct {
 void bgs_smp_client_get_stats (BgsSmpClient *client, BgsSmpClientStats *stats);
 
 /* image upload (group 1 command 1): starts with the offset-0 chunk (len,
- * sha, upgrade) and then follows the offsets the device reports, so a device
- * that kept a partial upload of the same "sha" (SHA-256 of all of @image)
- * resumes it */
+ * sha, upgrade) alone and then follows the offsets the device reports, so a
+ * device that kept a partial upload of the same "sha" (SHA-256 of all of
+ * @image) resumes it. After the first answer up to the client's window of
+ * chunks (each filling the frame limit) are in flight. A device that answers
+ * an offset other than the one expected (a lost or repeated chunk: Zephyr
+ * drops data at the wrong offset and answers with its own) makes the upload
+ * go on from that offset; every chunk carries the image's bytes at its
+ * offset, so duplicates never corrupt the image. Finishes when the device
+ * reports the whole length and the chunks still in flight are answered. */
 typedef void (*BgsSmpProgressFunc) (guint64 done, guint64 total, gpointer user_data);
 
 void bgs_smp_client_upload_image_async (BgsSmpClient *client, GBytes *image, guint image_num,
@@ -101,7 +134,10 @@ gboolean bgs_smp_client_upload_image_finish (BgsSmpClient *client, GAsyncResult 
 
 /* file download (group 8 command 0) of @name into @fd (written with
  * pwrite at the file's offsets, fd not taken) from @start_off, so a partial
- * file resumes; finishes with the file's length */
+ * file resumes; finishes with the file's length. Once the device has told
+ * the length and its chunk size, up to the client's window of requests are
+ * in flight; data is only written where it continues the file, so @fd never
+ * has a hole. */
 void bgs_smp_client_download_file_async (BgsSmpClient *client, const char *name, int fd,
 					 guint64 start_off, BgsSmpProgressFunc progress,
 					 gpointer progress_data, GCancellable *cancellable,

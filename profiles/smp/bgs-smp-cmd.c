@@ -312,6 +312,27 @@ bgs_smp_parse_echo (const BgsSmpMap *body, char **text, GError **error)
 }
 
 gboolean
+bgs_smp_parse_os_params (const BgsSmpMap *body, guint64 *buf_size, guint64 *buf_count,
+			 GError **error)
+{
+	guint64 size = 0, count = 0;
+
+	if (!bgs_smp_map_get_uint (body, "buf_size", &size, error) ||
+	    !bgs_smp_map_get_uint (body, "buf_count", &count, error))
+		return FALSE;
+	/* a buffer that cannot hold a header and a small body is a broken answer */
+	if (size < 64 || count == 0) {
+		g_set_error (error, BGS_ERROR, BGS_ERROR_PROTOCOL,
+			     "device reports unusable SMP buffers (buf_size %" G_GUINT64_FORMAT ", buf_count %" G_GUINT64_FORMAT ")",
+			     size, count);
+		return FALSE;
+	}
+	*buf_size = size;
+	*buf_count = count;
+	return TRUE;
+}
+
+gboolean
 bgs_smp_parse_image_upload (const BgsSmpMap *body, guint64 *off, int *match, GError **error)
 {
 	gboolean m = FALSE;

@@ -66,6 +66,11 @@ typedef struct {
 /* element type BgsSmpImageSlot, with its own clear func */
 GArray *bgs_smp_parse_image_state (const BgsSmpMap *body, GError **error);
 gboolean bgs_smp_parse_echo (const BgsSmpMap *body, char **text, GError **error);
+/* OS "MCUmgr parameters" (0/6, smp_group_0.rst): "buf_size" (bytes of one
+ * SMP buffer, header included) and "buf_count"; both required, a size under
+ * 64 or a count of 0 is a protocol error */
+gboolean bgs_smp_parse_os_params (const BgsSmpMap *body, guint64 *buf_size, guint64 *buf_count,
+				  GError **error);
 /* "off" is required; @match set to -1 when absent, else 0/1 */
 gboolean bgs_smp_parse_image_upload (const BgsSmpMap *body, guint64 *off, int *match,
 				     GError **error);

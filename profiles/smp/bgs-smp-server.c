@@ -101,6 +101,8 @@ bgs_smp_server_new (BgsClock *clock, const char *state_dir, const BgsSmpServerOp
 		s->opt.max_frame = 512;
 	if (s->opt.reset_delay_usec <= 0)
 		s->opt.reset_delay_usec = 250 * 1000;
+	if (s->opt.buf_count == 0)
+		s->opt.buf_count = 4;
 	s->opt.max_frame = CLAMP (s->opt.max_frame, 128, 8 + G_MAXUINT16);
 	s->mtu = 23;
 	s->read_fd = -1;
@@ -316,12 +318,12 @@ handle_os (BgsSmpServer *s, const BgsSmpHeader *h, const BgsSmpMap *m)
 							       reset_timer_cb, s);
 		return;
 	}
-	if (h->id == BGS_SMP_OS_PARAMS && h->op == BGS_SMP_OP_READ) {
+	if (h->id == BGS_SMP_OS_PARAMS && h->op == BGS_SMP_OP_READ && !s->opt.no_params) {
 		BgsSmpBuilder *b = bgs_smp_builder_new ();
 		g_autoptr(GBytes) body = NULL;
 
 		bgs_smp_builder_add_uint (b, "buf_size", s->opt.max_frame);
-		bgs_smp_builder_add_uint (b, "buf_count", 4);
+		bgs_smp_builder_add_uint (b, "buf_count", s->opt.buf_count);
 		body = bgs_smp_builder_end (b);
 		respond (s, h, body);
 		return;

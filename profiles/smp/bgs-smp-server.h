@@ -8,7 +8,11 @@
  *   boot.ini    swap state: pending (none|test|permanent), testing (bool)
  *   files/      what the fs group serves ("/a/b" is files/a/b)
  * The upload offset lives in memory only, as on Zephyr: a reconnect resumes
- * (same "sha"), a reset starts over. */
+ * (same "sha"), a reset starts over. Requests are handled one by one in the
+ * order they arrive, however many the client pipelines; an upload chunk at
+ * any offset but the expected one is dropped and answered with the expected
+ * offset (Zephyr's img_mgmt_upload). OS params (0/6) tell "buf_size" (the
+ * frame limit) and "buf_count". */
 #pragma once
 
 #include <glib.h>
@@ -34,6 +38,8 @@ typedef struct {
 	gint64 erase_usec;        /* slot erase time: MGMT_ERR_EBUSY until it is over */
 	gsize max_frame;          /* largest response frame (default 512) */
 	gint64 reset_delay_usec;  /* answer to reset, then go down after this (default 250 ms) */
+	guint buf_count;          /* SMP buffers told by OS params 0/6 (default 4) */
+	gboolean no_params;       /* answer 0/6 with MGMT_ERR_ENOTSUP, like older firmware */
 } BgsSmpServerOptions;
 
 BgsSmpServer *bgs_smp_server_new (BgsClock *clock, const char *state_dir,

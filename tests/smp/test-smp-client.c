@@ -2,7 +2,11 @@
  * timeouts and retries (fake clock), busy keep-alive, cancellation
  *
  * Frames follow Zephyr doc/services/device_mgmt/smp_protocol.rst "Frame:
- * The envelope"; the echo command is smp_groups/smp_group_0.rst "Echo". */
+ * The envelope"; the echo command is smp_groups/smp_group_0.rst "Echo",
+ * the buffer parameters "MCUmgr Parameters" (command 6) there. Pipelined
+ * uploads run against a fake device that behaves like Zephyr's
+ * img_mgmt_upload (data at an unexpected offset is dropped and answered
+ * with the expected offset). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -643,6 +647,461 @@ test_chunk_size (void **state)
 	}
 }
 
+/* ---- pipelining: a fake device on the fake transport ---- */
+
+/* the device side of the fake link: reassembles the client's packets into
+ * request frames and keeps a Zephyr-like upload state (img_mgmt_upload:
+ * data at any offset but the expected one is dropped and answered with the
+ * expected offset) */
+typedef struct {
+	Fixture *f;
+	guint next_packet;  /* first packet not yet taken */
+	GByteArray *rx;
+	GPtrArray *pending; /* request frames received, not yet handled */
+	GByteArray *image;  /* what the device wrote */
+	guint64 len;
+	gboolean active;
+	guint64 handled;
+} FakeDev;
+
+static void
+fakedev_init (FakeDev *d, Fixture *f)
+{
+	memset (d, 0, sizeof (*d));
+	d->f = f;
+	d->next_packet = f->packets->len; /* what went before is not ours */
+	d->rx = g_byte_array_new ();
+	d->pending = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+	d->image = g_byte_array_new ();
+}
+
+static void
+fakedev_clear (FakeDev *d)
+{
+	g_byte_array_unref (d->rx);
+	g_ptr_array_unref (d->pending);
+	g_byte_array_unref (d->image);
+}
+
+/* takes what the client sent since the last look */
+static void
+fakedev_collect (FakeDev *d)
+{
+	for (; d->next_packet < d->f->packets->len; d->next_packet++) {
+		gsize n = 0;
+		const guint8 *p = g_bytes_get_data (d->f->packets->pdata[d->next_packet], &n);
+
+		g_byte_array_append (d->rx, p, (guint) n);
+	}
+	while (d->rx->len >= BGS_SMP_HEADER_SIZE) {
+		BgsSmpHeader h;
+		gsize need;
+
+		assert_true (bgs_smp_header_decode (d->rx->data, d->rx->len, &h, NULL));
+		need = BGS_SMP_HEADER_SIZE + h.len;
+		if (d->rx->len < need)
+			break;
+		g_ptr_array_add (d->pending, g_bytes_new (d->rx->data, need));
+		g_byte_array_remove_range (d->rx, 0, (guint) need);
+	}
+}
+
+/* handles the oldest pending request; @lose drops it unanswered */
+static void
+fakedev_handle (FakeDev *d, gboolean lose)
+{
+	g_autoptr(GBytes) frame = NULL;
+	g_autoptr(BgsSmpResponse) req = NULL;
+	g_autoptr(GBytes) body = NULL;
+	g_autoptr(GBytes) rsp = NULL;
+	g_autoptr(GBytes) data = NULL;
+	BgsSmpBuilder *b;
+	guint64 off = 0;
+	gsize n = 0;
+	const guint8 *p;
+
+	assert_true (d->pending->len > 0);
+	frame = g_ptr_array_steal_index (d->pending, 0);
+	d->handled++;
+	if (lose)
+		return;
+	req = bgs_smp_response_parse (g_bytes_get_data (frame, NULL), g_bytes_get_size (frame), NULL);
+	assert_non_null (req);
+	assert_int_equal (req->hdr.group, BGS_SMP_GROUP_IMAGE);
+	assert_int_equal (req->hdr.id, BGS_SMP_IMAGE_UPLOAD);
+	assert_true (bgs_smp_map_get_uint (req->body, "off", &off, NULL));
+	data = bgs_smp_map_get_bytes (req->body, "data", NULL);
+	assert_non_null (data);
+	p = g_bytes_get_data (data, &n);
+	if (off == 0) {
+		assert_true (bgs_smp_map_get_uint (req->body, "len", &d->len, NULL));
+		g_byte_array_set_size (d->image, 0);
+		d->active = TRUE;
+	}
+	if (d->active && off == d->image->len)
+		g_byte_array_append (d->image, p, (guint) n);
+	b = bgs_smp_builder_new ();
+	bgs_smp_builder_add_uint (b, "off", d->image->len);
+	if (d->active && d->image->len == d->len)
+		bgs_smp_builder_add_bool (b, "match", TRUE);
+	body = bgs_smp_builder_end (b);
+	rsp = bgs_smp_frame_build (BGS_SMP_OP_WRITE_RSP, req->hdr.version, req->hdr.group,
+				   req->hdr.id, req->hdr.seq, body);
+	feed (d->f, rsp, 20);
+}
+
+static void
+upload_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fixture *f = user_data;
+
+	reset_result (f);
+	f->done = bgs_smp_client_upload_image_finish (f->client, result, &f->error) || TRUE;
+}
+
+static GBytes *
+pattern_image (gsize size)
+{
+	guint8 *p = g_malloc (size);
+
+	for (gsize i = 0; i < size; i++)
+		p[i] = (guint8) (i * 7 + i / 251);
+	return g_bytes_new_take (p, size);
+}
+
+static GBytes *
+params_response (guint8 seq, guint64 size, guint64 count)
+{
+	BgsSmpBuilder *b = bgs_smp_builder_new ();
+	g_autoptr(GBytes) body = NULL;
+
+	bgs_smp_builder_add_uint (b, "buf_size", size);
+	bgs_smp_builder_add_uint (b, "buf_count", count);
+	body = bgs_smp_builder_end (b);
+	return bgs_smp_frame_build (BGS_SMP_OP_READ_RSP, BGS_SMP_V1, BGS_SMP_GROUP_OS,
+				    BGS_SMP_OS_PARAMS, seq, body);
+}
+
+static GBytes *
+rc_response (guint8 op, guint16 group, guint8 id, guint8 seq, gint64 rc)
+{
+	BgsSmpBuilder *b = bgs_smp_builder_new ();
+	g_autoptr(GBytes) body = NULL;
+
+	bgs_smp_builder_add_int (b, "rc", rc);
+	body = bgs_smp_builder_end (b);
+	return bgs_smp_frame_build (op, BGS_SMP_V1, group, id, seq, body);
+}
+
+/* the outcome goes to f->replies as "supported", "unsupported" or "error" */
+static void
+params_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fixture *f = user_data;
+	gboolean supported = FALSE;
+	gboolean ok;
+
+	reset_result (f);
+	ok = bgs_smp_client_query_params_finish (f->client, result, &supported, &f->error);
+	f->done = TRUE;
+	g_ptr_array_add (f->replies, g_strdup (ok ? (supported ? "supported" : "unsupported") : "error"));
+}
+
+/* asks 0/6 and answers it with @answer (seq filled in) */
+static const char *
+query_params (Fixture *f, guint cap, GBytes *(*answer) (guint8 seq, gpointer), gpointer data)
+{
+	g_autoptr(BgsSmpResponse) req = NULL;
+	g_autoptr(GBytes) sent = NULL;
+	g_autoptr(GBytes) rsp = NULL;
+	guint from = f->packets->len;
+
+	g_ptr_array_set_size (f->replies, 0);
+	bgs_smp_client_query_params_async (f->client, cap, NULL, params_done_cb, f);
+	sent = joined_packets (f, from);
+	req = bgs_smp_response_parse (g_bytes_get_data (sent, NULL), g_bytes_get_size (sent), NULL);
+	assert_non_null (req);
+	/* smp_group_0.rst "MCUmgr Parameters": read, group 0, command 6, empty map */
+	assert_int_equal (req->hdr.op, BGS_SMP_OP_READ);
+	assert_int_equal (req->hdr.group, BGS_SMP_GROUP_OS);
+	assert_int_equal (req->hdr.id, 6);
+	rsp = answer (req->hdr.seq, data);
+	feed (f, rsp, 20);
+	settle ();
+	assert_true (f->done);
+	return f->replies->pdata[0];
+}
+
+static GBytes *
+answer_params_1024x4 (guint8 seq, gpointer data)
+{
+	return params_response (seq, 1024, 4);
+}
+
+static GBytes *
+answer_params_256x8 (guint8 seq, gpointer data)
+{
+	return params_response (seq, 256, 8);
+}
+
+static GBytes *
+answer_enotsup (guint8 seq, gpointer data)
+{
+	/* MGMT_ERR_ENOTSUP: firmware without the command */
+	return rc_response (BGS_SMP_OP_READ_RSP, BGS_SMP_GROUP_OS, 6, seq, BGS_SMP_RC_ENOTSUP);
+}
+
+static GBytes *
+answer_garbage (guint8 seq, gpointer data)
+{
+	/* buf_count 0 cannot be used */
+	return params_response (seq, 1024, 0);
+}
+
+/* buf_size sizes the frames, buf_count - 1 (capped) the window */
+static void
+test_params_window (void **state)
+{
+	Fixture *f = *state;
+
+	assert_int_equal (bgs_smp_client_get_window (f->client), 1);
+	assert_string_equal (query_params (f, 0, answer_params_1024x4, NULL), "supported");
+	assert_int_equal (bgs_smp_client_get_max_frame (f->client), 1024);
+	assert_int_equal (bgs_smp_client_get_window (f->client), 3);
+	/* the per-model cap wins */
+	assert_string_equal (query_params (f, 2, answer_params_1024x4, NULL), "supported");
+	assert_int_equal (bgs_smp_client_get_window (f->client), 2);
+	assert_string_equal (query_params (f, 0, answer_params_256x8, NULL), "supported");
+	assert_int_equal (bgs_smp_client_get_max_frame (f->client), 256);
+	assert_int_equal (bgs_smp_client_get_window (f->client), BGS_SMP_DEFAULT_WINDOW_CAP);
+	assert_string_equal (query_params (f, 16, answer_params_256x8, NULL), "supported");
+	assert_int_equal (bgs_smp_client_get_window (f->client), 7);
+
+	assert_int_equal (bgs_smp_window_for_params (1, 4), 1);
+	assert_int_equal (bgs_smp_window_for_params (2, 4), 1);
+	assert_int_equal (bgs_smp_window_for_params (3, 4), 2);
+	assert_int_equal (bgs_smp_window_for_params (1000, 100), BGS_SMP_MAX_WINDOW);
+}
+
+/* no command 6 (rc NOT_SUPPORTED), or a useless answer: one in flight */
+static void
+test_params_unsupported (void **state)
+{
+	Fixture *f = *state;
+
+	assert_string_equal (query_params (f, 0, answer_params_1024x4, NULL), "supported");
+	assert_int_equal (bgs_smp_client_get_window (f->client), 3);
+	assert_string_equal (query_params (f, 0, answer_enotsup, NULL), "unsupported");
+	assert_null (f->error);
+	assert_int_equal (bgs_smp_client_get_window (f->client), 1);
+	assert_int_equal (bgs_smp_client_get_max_frame (f->client), BGS_SMP_DEFAULT_MAX_FRAME);
+	assert_string_equal (query_params (f, 0, answer_params_1024x4, NULL), "supported");
+	assert_string_equal (query_params (f, 0, answer_garbage, NULL), "unsupported");
+	assert_int_equal (bgs_smp_client_get_window (f->client), 1);
+}
+
+/* a device that never answers: the query fails (timeout), not a hang */
+static void
+test_params_timeout (void **state)
+{
+	Fixture *f = *state;
+
+	g_ptr_array_set_size (f->replies, 0);
+	bgs_smp_client_query_params_async (f->client, 0, NULL, params_done_cb, f);
+	for (guint i = 0; i < 3; i++)
+		bgs_clock_fake_advance (f->clock, 2 * BGS_USEC_PER_SEC);
+	settle ();
+	assert_true (f->done);
+	assert_string_equal (f->replies->pdata[0], "error");
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_TIMED_OUT));
+}
+
+/* the first chunk goes alone, then @window chunks stay in flight (never
+ * more), each filling the frame; the device gets the whole image */
+static void
+run_window_upload (Fixture *f, guint window, gsize max_frame, gsize size)
+{
+	g_autoptr(GBytes) img = pattern_image (size);
+	FakeDev d;
+	BgsSmpClientStats st;
+	guint rounds = 0;
+
+	fakedev_init (&d, f);
+	bgs_smp_client_set_max_frame (f->client, max_frame);
+	bgs_smp_client_set_window (f->client, window);
+	reset_result (f);
+	bgs_smp_client_upload_image_async (f->client, img, 0, FALSE, NULL, NULL, NULL,
+					   upload_done_cb, f);
+	fakedev_collect (&d);
+	assert_int_equal (d.pending->len, 1);
+	while (!f->done && rounds++ < 10000) {
+		fakedev_collect (&d);
+		if (d.pending->len == 0) {
+			settle ();
+			continue;
+		}
+		/* after the first answer, the window is full before any answer */
+		if (d.handled > 0 && d.image->len + (guint64) window * max_frame < size)
+			assert_int_equal (d.pending->len, window);
+		assert_true (d.pending->len <= window);
+		for (guint i = 0; i < d.pending->len; i++) {
+			gsize n = g_bytes_get_size (d.pending->pdata[i]);
+
+			assert_true (n <= max_frame);
+		}
+		fakedev_handle (&d, FALSE);
+		settle ();
+	}
+	assert_true (f->done);
+	assert_null (f->error);
+	assert_int_equal (d.image->len, size);
+	assert_memory_equal (d.image->data, g_bytes_get_data (img, NULL), size);
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_int_equal (st.max_inflight, window);
+	assert_int_equal (st.rewinds, 0);
+	assert_int_equal (st.timeouts, 0);
+	/* chunks fill the frame: no more requests than needed */
+	assert_true (st.requests <= size / (max_frame - 64) + 2);
+	assert_int_equal (bgs_clock_pending (f->clock), 0);
+	fakedev_clear (&d);
+}
+
+static void
+test_upload_window (void **state)
+{
+	Fixture *f = *state;
+
+	run_window_upload (f, 3, 512, 40000);
+}
+
+static void
+test_upload_window_one (void **state)
+{
+	Fixture *f = *state;
+
+	run_window_upload (f, 1, 384, 10000);
+}
+
+/* a chunk lost on the way: the device answers the next ones with the lost
+ * chunk's offset; the client goes back there at once (no timeout), takes
+ * the lost request back, and the image arrives intact */
+static void
+test_upload_rewind_lost (void **state)
+{
+	Fixture *f = *state;
+	gsize size = 30000;
+	g_autoptr(GBytes) img = pattern_image (size);
+	FakeDev d;
+	BgsSmpClientStats st;
+	guint rounds = 0;
+	guint lost = 0;
+
+	fakedev_init (&d, f);
+	bgs_smp_client_set_max_frame (f->client, 300);
+	bgs_smp_client_set_window (f->client, 4);
+	reset_result (f);
+	bgs_smp_client_upload_image_async (f->client, img, 0, FALSE, NULL, NULL, NULL,
+					   upload_done_cb, f);
+	while (!f->done && rounds++ < 10000) {
+		fakedev_collect (&d);
+		if (d.pending->len == 0) {
+			settle ();
+			continue;
+		}
+		/* lose the 3rd and the 40th request */
+		if (d.handled == 2 || d.handled == 39) {
+			fakedev_handle (&d, TRUE);
+			lost++;
+			continue;
+		}
+		fakedev_handle (&d, FALSE);
+		settle ();
+	}
+	assert_true (f->done);
+	assert_null (f->error);
+	assert_int_equal (lost, 2);
+	assert_int_equal (d.image->len, size);
+	assert_memory_equal (d.image->data, g_bytes_get_data (img, NULL), size);
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_int_equal (st.rewinds, 2);
+	/* no waiting for the lost requests' timeouts */
+	assert_int_equal (st.timeouts, 0);
+	assert_int_equal (bgs_clock_pending (f->clock), 0);
+	fakedev_clear (&d);
+}
+
+/* a duplicated chunk (the device handles one frame twice) and a device that
+ * jumps ahead (it kept a partial upload): the client follows the offset the
+ * device names and never sends bytes that differ from the image's */
+static void
+test_upload_rewind_duplicate_and_jump (void **state)
+{
+	Fixture *f = *state;
+	gsize size = 20000;
+	g_autoptr(GBytes) img = pattern_image (size);
+	FakeDev d;
+	BgsSmpClientStats st;
+	guint rounds = 0;
+
+	fakedev_init (&d, f);
+	bgs_smp_client_set_max_frame (f->client, 400);
+	bgs_smp_client_set_window (f->client, 3);
+	reset_result (f);
+	bgs_smp_client_upload_image_async (f->client, img, 0, FALSE, NULL, NULL, NULL,
+					   upload_done_cb, f);
+	while (!f->done && rounds++ < 10000) {
+		fakedev_collect (&d);
+		if (d.pending->len == 0) {
+			settle ();
+			continue;
+		}
+		if (d.handled == 5) {
+			/* the same frame arrives twice */
+			g_ptr_array_insert (d.pending, 1, g_bytes_ref (d.pending->pdata[0]));
+		}
+		if (d.handled == 1) {
+			/* the device already holds the first 12000 bytes */
+			g_byte_array_set_size (d.image, 0);
+			g_byte_array_append (d.image, g_bytes_get_data (img, NULL), 12000);
+			g_ptr_array_set_size (d.pending, 0);
+			d.handled++;
+			{
+				/* answer the first chunk with the device's offset */
+				BgsSmpBuilder *b = bgs_smp_builder_new ();
+				g_autoptr(GBytes) body = NULL;
+				g_autoptr(GBytes) rsp = NULL;
+
+				bgs_smp_builder_add_uint (b, "off", 12000);
+				body = bgs_smp_builder_end (b);
+				rsp = bgs_smp_frame_build (BGS_SMP_OP_WRITE_RSP, BGS_SMP_V1, 1, 1, 1, body);
+				feed (f, rsp, 20);
+			}
+			settle ();
+			continue;
+		}
+		fakedev_handle (&d, FALSE);
+		settle ();
+	}
+	assert_true (f->done);
+	assert_null (f->error);
+	assert_int_equal (d.image->len, size);
+	assert_memory_equal (d.image->data, g_bytes_get_data (img, NULL), size);
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_true (st.rewinds >= 1);
+	fakedev_clear (&d);
+}
+
+/* without command 6 the upload keeps one request in flight */
+static void
+test_upload_fallback_one_in_flight (void **state)
+{
+	Fixture *f = *state;
+
+	bgs_smp_client_set_window (f->client, 3);
+	assert_string_equal (query_params (f, 0, answer_enotsup, NULL), "unsupported");
+	run_window_upload (f, bgs_smp_client_get_window (f->client), BGS_SMP_DEFAULT_MAX_FRAME, 8000);
+}
+
 int
 main (void)
 {
@@ -665,6 +1124,14 @@ main (void)
 		cmocka_unit_test_setup_teardown (test_image_state_typed_error, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_unref_in_callback, setup, teardown),
 		cmocka_unit_test (test_chunk_size),
+		cmocka_unit_test_setup_teardown (test_params_window, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_params_unsupported, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_params_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_upload_window, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_upload_window_one, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_upload_rewind_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_upload_rewind_duplicate_and_jump, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_upload_fallback_one_in_flight, setup, teardown),
 	};
 
 	return cmocka_run_group_tests (tests, NULL, NULL);

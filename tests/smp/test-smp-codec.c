@@ -7,7 +7,8 @@
  *    Sequence Num, Command ID) and "Minimal response" ({"rc": int} for v1,
  *    {"err": {"group": uint, "rc": uint}} for v2);
  *  - smp_groups/smp_group_0.rst "Echo request"/"Echo response" (OP 2/3,
- *    group 0, id 0, {"d": str} / {"r": str});
+ *    group 0, id 0, {"d": str} / {"r": str}) and "MCUmgr Parameters" (OP
+ *    0/1, group 0, id 6, empty map / {"buf_size": uint, "buf_count": uint});
  *  - smp_groups/smp_group_1.rst "Set state of image request" (OP 2, group 1,
  *    id 0, {"hash", "confirm"}), "Image upload request" (OP 2, group 1, id 1,
  *    {"image", "len", "off", "sha", "data", "upgrade"} in that order) and
@@ -473,6 +474,88 @@ test_builder_nested (void **state)
 	assert_bytes (out, want, sizeof (want));
 }
 
+/* smp_group_0.rst "MCUmgr Parameters response": OP 1, group 0, id 6,
+ * {"buf_size": 384, "buf_count": 4} (Zephyr's default netbufs) */
+static void
+test_os_params_decode (void **state)
+{
+	const guint8 raw[] = {
+		0x01, 0x00, 0x00, 0x18, 0x00, 0x00, 0x05, 0x06,
+		0xa2,
+		0x68, 'b', 'u', 'f', '_', 's', 'i', 'z', 'e', 0x19, 0x01, 0x80,
+		0x69, 'b', 'u', 'f', '_', 'c', 'o', 'u', 'n', 't', 0x04,
+	};
+	/* the same with a v2 header and the keys in the other order */
+	const guint8 raw_v2[] = {
+		0x09, 0x00, 0x00, 0x18, 0x00, 0x00, 0x06, 0x06,
+		0xa2,
+		0x69, 'b', 'u', 'f', '_', 'c', 'o', 'u', 'n', 't', 0x02,
+		0x68, 'b', 'u', 'f', '_', 's', 'i', 'z', 'e', 0x19, 0x09, 0xab,
+	};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsSmpResponse) resp = bgs_smp_response_parse (raw, sizeof (raw), &error);
+	g_autoptr(BgsSmpResponse) resp2 = bgs_smp_response_parse (raw_v2, sizeof (raw_v2), &error);
+	guint64 size = 0, count = 0;
+
+	assert_non_null (resp);
+	assert_int_equal (resp->hdr.op, BGS_SMP_OP_READ_RSP);
+	assert_int_equal (resp->hdr.group, BGS_SMP_GROUP_OS);
+	assert_int_equal (resp->hdr.id, BGS_SMP_OS_PARAMS);
+	assert_true (bgs_smp_body_check (resp->body, &error));
+	assert_true (bgs_smp_parse_os_params (resp->body, &size, &count, &error));
+	assert_int_equal (size, 384);
+	assert_int_equal (count, 4);
+	assert_non_null (resp2);
+	assert_true (bgs_smp_parse_os_params (resp2->body, &size, &count, &error));
+	assert_int_equal (size, 2475);
+	assert_int_equal (count, 2);
+}
+
+/* missing keys, wrong types and unusable numbers are protocol errors */
+static void
+test_os_params_reject (void **state)
+{
+	struct {
+		const char *what;
+		gint64 size; /* -1: absent, -2: a string */
+		gint64 count;
+	} cases[] = {
+		{ "no buf_count", 384, -1 },
+		{ "no buf_size", -1, 4 },
+		{ "buf_size a string", -2, 4 },
+		{ "buf_count 0", 384, 0 },
+		{ "buf_size 8", 8, 4 },
+	};
+
+	for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+		BgsSmpBuilder *b = bgs_smp_builder_new ();
+		g_autoptr(GBytes) body = NULL;
+		g_autoptr(GBytes) frame = NULL;
+		g_autoptr(BgsSmpResponse) resp = NULL;
+		g_autoptr(GError) error = NULL;
+		guint64 size = 77, count = 77;
+
+		if (cases[i].size == -2)
+			bgs_smp_builder_add_string (b, "buf_size", "big");
+		else if (cases[i].size >= 0)
+			bgs_smp_builder_add_uint (b, "buf_size", (guint64) cases[i].size);
+		if (cases[i].count >= 0)
+			bgs_smp_builder_add_uint (b, "buf_count", (guint64) cases[i].count);
+		body = bgs_smp_builder_end (b);
+		frame = bgs_smp_frame_build (BGS_SMP_OP_READ_RSP, BGS_SMP_V1, 0, 6, 0, body);
+		resp = bgs_smp_response_parse (g_bytes_get_data (frame, NULL), g_bytes_get_size (frame), NULL);
+		assert_non_null (resp);
+		if (bgs_smp_parse_os_params (resp->body, &size, &count, &error)) {
+			print_error ("accepted: %s\n", cases[i].what);
+			fail ();
+		}
+		assert_true (g_error_matches (error, BGS_ERROR, BGS_ERROR_PROTOCOL));
+		/* outputs untouched on failure */
+		assert_int_equal (size, 77);
+		assert_int_equal (count, 77);
+	}
+}
+
 int
 main (void)
 {
@@ -481,6 +564,8 @@ main (void)
 		cmocka_unit_test (test_header_decode),
 		cmocka_unit_test (test_header_reject),
 		cmocka_unit_test (test_echo_response_decode),
+		cmocka_unit_test (test_os_params_decode),
+		cmocka_unit_test (test_os_params_reject),
 		cmocka_unit_test (test_image_state_set_encode),
 		cmocka_unit_test (test_image_upload_encode),
 		cmocka_unit_test (test_fs_download_encode),

@@ -37,6 +37,8 @@ typedef struct {
 	guint resets;
 	guint64 last_progress;
 	guint progress_calls;
+	gboolean pipeline; /* ask the device's buffers (0/6) after connecting */
+	gboolean params_supported;
 } Fx;
 
 static void
@@ -194,6 +196,26 @@ read_state (Fx *f)
 }
 
 static void
+params_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fx *f = user_data;
+
+	f->ok = bgs_smp_client_query_params_finish (f->client, result, &f->params_supported, &f->error);
+	f->done = TRUE;
+}
+
+/* OS command 6: sizes the client's frames and window to the device */
+static void
+query_params (Fx *f, guint cap)
+{
+	clear_result (f);
+	bgs_smp_client_query_params_async (f->client, cap, NULL, params_cb, f);
+	wait_done (f);
+	assert_null (f->error);
+	assert_true (f->ok);
+}
+
+static void
 upload_progress (guint64 done, guint64 total, gpointer user_data)
 {
 	Fx *f = user_data;
@@ -281,6 +303,13 @@ full_update (void **state, guint mtu)
 	assert_int_equal (img->len, 400 * 1024);
 	start_server (f);
 	connect_pair (f, mtu);
+	if (f->pipeline) {
+		/* the server's 512-byte buffers, 4 of them: 3 in flight */
+		query_params (f, 0);
+		assert_true (f->params_supported);
+		assert_int_equal (bgs_smp_client_get_max_frame (f->client), 512);
+		assert_int_equal (bgs_smp_client_get_window (f->client), 3);
+	}
 	upload (f, img, NULL);
 	if (f->error != NULL)
 		print_error ("upload: %s\n", f->error->message);
@@ -288,6 +317,8 @@ full_update (void **state, guint mtu)
 	assert_int_equal (f->last_progress, img->len);
 	assert_true (f->progress_calls > 800);
 	bgs_smp_client_get_stats (f->client, &st);
+	assert_int_equal (st.max_inflight, f->pipeline ? 3 : 1);
+	assert_int_equal (st.timeouts, 0);
 	/* fragmented to MTU - 3 */
 	assert_true (st.packets_sent * (mtu - 3) >= st.bytes_sent);
 	assert_true (st.bytes_sent > img->len);
@@ -331,6 +362,108 @@ static void
 test_update_mtu23 (void **state)
 {
 	full_update (state, 23);
+}
+
+/* the same with the buffers the device reports and 3 chunks in flight */
+static void
+test_update_pipelined_mtu247 (void **state)
+{
+	Fx *f = *state;
+
+	f->pipeline = TRUE;
+	full_update (state, 247);
+}
+
+static void
+test_update_pipelined_mtu23 (void **state)
+{
+	Fx *f = *state;
+
+	f->pipeline = TRUE;
+	full_update (state, 23);
+}
+
+/* 0/6 answers buf_size (the server's frame limit) and buf_count; firmware
+ * without it answers MGMT_ERR_ENOTSUP and the client keeps one in flight */
+static void
+test_params (void **state)
+{
+	Fx *f = *state;
+
+	f->opt.max_frame = 1024;
+	f->opt.buf_count = 8;
+	start_server (f);
+	connect_pair (f, 247);
+	query_params (f, 0);
+	assert_true (f->params_supported);
+	assert_int_equal (bgs_smp_client_get_max_frame (f->client), 1024);
+	assert_int_equal (bgs_smp_client_get_window (f->client), BGS_SMP_DEFAULT_WINDOW_CAP);
+	query_params (f, 6);
+	assert_int_equal (bgs_smp_client_get_window (f->client), 6);
+
+	bgs_smp_client_detach (f->client);
+	bgs_smp_server_free (f->server);
+	f->opt.no_params = TRUE;
+	start_server (f);
+	connect_pair (f, 247);
+	query_params (f, 0);
+	assert_false (f->params_supported);
+	assert_int_equal (bgs_smp_client_get_window (f->client), 1);
+	assert_int_equal (bgs_smp_client_get_max_frame (f->client), BGS_SMP_DEFAULT_MAX_FRAME);
+}
+
+/* Zephyr's img_mgmt_upload: data at an offset other than the expected one
+ * is dropped and answered with the expected offset */
+static void
+test_out_of_order_offset (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GByteArray) img = smp_test_image_new (1, 2, 0, 0, 3000, 5, FALSE, NULL);
+	g_autofree char *slot1 = g_build_filename (f->dir, "slot1.bin", NULL);
+	guint8 sha[32];
+	gsize sha_len = sizeof (sha);
+	g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+	guint64 off = 0;
+	int match = -1;
+	g_autofree char *written = NULL;
+	gsize written_len = 0;
+
+	g_checksum_update (sum, img->data, img->len);
+	g_checksum_get_digest (sum, sha, &sha_len);
+	start_server (f);
+	connect_pair (f, 247);
+	{
+		g_autoptr(GBytes) body = bgs_smp_build_image_upload (0, 0, img->data, 200, img->len, sha, FALSE);
+		g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE, BGS_SMP_IMAGE_UPLOAD, body);
+
+		assert_true (bgs_smp_parse_image_upload (r->body, &off, &match, NULL));
+		assert_int_equal (off, 200);
+	}
+	/* ahead (a chunk was lost) and behind (a duplicate): dropped */
+	{
+		guint64 wrong[] = { 400, 100, 201 };
+
+		for (guint i = 0; i < G_N_ELEMENTS (wrong); i++) {
+			g_autoptr(GBytes) body = bgs_smp_build_image_upload (0, wrong[i], img->data + wrong[i], 50,
+									     img->len, NULL, FALSE);
+			g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE,
+							    BGS_SMP_IMAGE_UPLOAD, body);
+
+			assert_true (bgs_smp_body_check (r->body, NULL));
+			assert_true (bgs_smp_parse_image_upload (r->body, &off, &match, NULL));
+			assert_int_equal (off, 200);
+		}
+	}
+	assert_true (g_file_get_contents (slot1, &written, &written_len, NULL));
+	assert_int_equal (written_len, 200);
+	assert_memory_equal (written, img->data, 200);
+	{
+		g_autoptr(GBytes) body = bgs_smp_build_image_upload (0, 200, img->data + 200, 100, img->len, NULL, FALSE);
+		g_autoptr(BgsSmpResponse) r = call (f, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE, BGS_SMP_IMAGE_UPLOAD, body);
+
+		assert_true (bgs_smp_parse_image_upload (r->body, &off, &match, NULL));
+		assert_int_equal (off, 300);
+	}
 }
 
 /* not confirmed: the next reset goes back to the old image */
@@ -431,6 +564,47 @@ test_resume (void **state)
 	assert_true (after.bytes_sent - before.bytes_sent < (img->len - done_at_cut) * 11 / 10 + 1024);
 	assert_true (after.bytes_sent - before.bytes_sent < img->len * 6 / 10);
 	assert_int_equal (bgs_smp_server_get_upload_bytes (f->server), img->len);
+}
+
+/* the resume with 3 chunks in flight: cut mid-upload, the next upload
+ * continues at the device's offset */
+static void
+test_resume_pipelined (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(GByteArray) img = smp_test_image_new (1, 2, 0, 0, 100000, 5, FALSE, NULL);
+	g_autoptr(GBytes) bytes = g_bytes_new (img->data, img->len);
+	g_autoptr(GCancellable) c = g_cancellable_new ();
+	g_autofree char *slot1 = g_build_filename (f->dir, "slot1.bin", NULL);
+	g_autofree char *written = NULL;
+	gsize written_len = 0;
+	guint64 done_at_cut;
+	BgsSmpClientStats before, after;
+
+	start_server (f);
+	connect_pair (f, 247);
+	query_params (f, 0);
+	clear_result (f);
+	bgs_smp_client_upload_image_async (f->client, bytes, 0, FALSE, cancel_after, c, c,
+					   resume_cb, f);
+	wait_done (f);
+	assert_true (g_error_matches (f->error, BGS_ERROR, BGS_ERROR_CANCELED));
+	done_at_cut = bgs_smp_server_get_upload_bytes (f->server);
+	assert_true (done_at_cut >= img->len / 2 && done_at_cut < img->len);
+
+	bgs_smp_client_detach (f->client);
+	bgs_smp_server_detach (f->server);
+	connect_pair (f, 247);
+	bgs_smp_client_get_stats (f->client, &before);
+	upload (f, img, NULL);
+	assert_true (f->ok);
+	bgs_smp_client_get_stats (f->client, &after);
+	assert_int_equal (after.max_inflight, 3);
+	assert_true (after.bytes_sent - before.bytes_sent < (img->len - done_at_cut) * 11 / 10 + 1024);
+	assert_int_equal (bgs_smp_server_get_upload_bytes (f->server), img->len);
+	assert_true (g_file_get_contents (slot1, &written, &written_len, NULL));
+	assert_int_equal (written_len, img->len);
+	assert_memory_equal (written, img->data, img->len);
 }
 
 static void
@@ -601,6 +775,49 @@ test_fs (void **state)
 	}
 }
 
+/* download with 3 requests in flight once the length and chunk are known;
+ * the file has no hole at any point */
+static void
+test_fs_pipelined (void **state)
+{
+	Fx *f = *state;
+	g_autofree char *files = g_build_filename (f->dir, "files", NULL);
+	g_autofree char *src = g_build_filename (files, "big.bin", NULL);
+	g_autofree char *out = g_build_filename (f->dir, "out.bin", NULL);
+	g_autoptr(GByteArray) data = g_byte_array_new ();
+	g_autofree char *got = NULL;
+	gsize got_len = 0;
+	BgsSmpClientStats st;
+	int fd;
+
+	for (guint i = 0; i < 100000; i++) {
+		guint8 b = (guint8) (i * 13 + (i >> 8));
+
+		g_byte_array_append (data, &b, 1);
+	}
+	g_mkdir_with_parents (files, 0700);
+	assert_true (g_file_set_contents (src, (const char *) data->data, data->len, NULL));
+	start_server (f);
+	connect_pair (f, 23);
+	query_params (f, 0);
+	assert_int_equal (bgs_smp_client_get_window (f->client), 3);
+	fd = g_open (out, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	clear_result (f);
+	bgs_smp_client_download_file_async (f->client, "/big.bin", fd, 0, NULL, NULL, NULL,
+					    download_cb, f);
+	wait_done (f);
+	close (fd);
+	assert_true (f->ok);
+	assert_int_equal (f->last_progress, data->len);
+	assert_true (g_file_get_contents (out, &got, &got_len, NULL));
+	assert_int_equal (got_len, data->len);
+	assert_memory_equal (got, data->data, data->len);
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_int_equal (st.max_inflight, 3);
+	assert_int_equal (st.rewinds, 0);
+	assert_int_equal (st.timeouts, 0);
+}
+
 static void
 test_echo_v1_and_unknown (void **state)
 {
@@ -698,6 +915,12 @@ main (void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown (test_update_mtu247, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_update_mtu23, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_update_pipelined_mtu247, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_update_pipelined_mtu23, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_params, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_out_of_order_offset, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_resume_pipelined, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_fs_pipelined, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_revert, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_revert_on_test, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_resume, setup, teardown),
