@@ -7,7 +7,8 @@
  * LEAdvertisement.rst), so the same binary runs on bluetoothd and on
  * bgsync-sim. Services: Device Information (with PnP ID), Battery, and the
  * MCUmgr SMP service served by BgsSmpServer over WriteValue/notify or the
- * AcquireWrite/AcquireNotify sockets. */
+ * AcquireWrite/AcquireNotify sockets; and an RFCOMM "bulk" server through
+ * ProfileManager1 (bgs-wearable-bulk.c). */
 #include "config.h"
 
 #include <errno.h>
@@ -26,6 +27,7 @@
 #include "bgs-clock.h"
 #include "bgs-error.h"
 #include "bgs-smp-server.h"
+#include "bgs-wearable-bulk.h"
 
 #define BLUEZ "org.bluez"
 #define APP_ROOT "/org/bgsync/wearable"
@@ -138,6 +140,8 @@ typedef struct {
 	gboolean no_acquire; /* hide WriteAcquired/NotifyAcquired */
 	BgsClock *clock;
 	BgsSmpServer *server;
+	BgsWearableBulk *bulk; /* NULL: no RFCOMM server */
+	char *bluez_owner;
 
 	GArray *reg_ids;     /* guint object registrations */
 	guint bluez_watch;
@@ -694,6 +698,8 @@ register_app (Wearable *w)
 {
 	if (!w->bluez_up || w->rebooting)
 		return;
+	if (w->bulk != NULL)
+		bgs_wearable_bulk_register (w->bulk, w->bluez_owner);
 	/* adapters may start powered off (btvirt does) */
 	g_dbus_connection_call (w->bus, BLUEZ, w->adapter_path, "org.freedesktop.DBus.Properties", "Set",
 				g_variant_new ("(ssv)", "org.bluez.Adapter1", "Powered",
@@ -708,6 +714,9 @@ unregister_app (Wearable *w)
 	close_notify (w);
 	w->smp_notifying = FALSE;
 	w->battery_notifying = FALSE;
+	/* a reset drops the RFCOMM links too, and the server is gone meanwhile */
+	if (w->bulk != NULL && w->bluez_up)
+		bgs_wearable_bulk_unregister (w->bulk);
 	if (!w->registered || !w->bluez_up)
 		return;
 	w->registered = FALSE;
@@ -725,6 +734,8 @@ on_bluez_appeared (GDBusConnection *conn, const char *name, const char *owner, g
 	Wearable *w = user_data;
 
 	w->bluez_up = TRUE;
+	g_free (w->bluez_owner);
+	w->bluez_owner = g_strdup (owner);
 	register_app (w);
 }
 
@@ -739,6 +750,8 @@ on_bluez_vanished (GDBusConnection *conn, const char *name, gpointer user_data)
 	w->registered = FALSE;
 	close_write (w);
 	close_notify (w);
+	if (w->bulk != NULL)
+		bgs_wearable_bulk_bluez_gone (w->bulk);
 }
 
 /* reset */
@@ -755,6 +768,8 @@ reboot_done (gpointer user_data)
 		g_warning ("boot: %s", error->message);
 	if (bgs_smp_server_get_running (w->server, &info))
 		g_info ("booted image %u.%u.%u", info.major, info.minor, info.revision);
+	if (w->bulk != NULL)
+		bgs_wearable_bulk_booted (w->bulk);
 	/* lets a watcher see the reboot finish */
 	emit_chrc_changed (w, CHRC_FIRMWARE, "Value");
 	w->rebooting = FALSE;
@@ -862,6 +877,15 @@ on_reset (BgsSmpServer *server, gpointer user_data)
 						 reboot_done, w);
 }
 
+/* the bulk service's RESET: the same reset as SMP's */
+static void
+on_bulk_reset (gpointer user_data)
+{
+	Wearable *w = user_data;
+
+	on_reset (w->server, w);
+}
+
 /* a first image for an empty state directory (MCUboot format, 1.0.0) */
 static gboolean
 ensure_running_image (const char *state_dir, GError **error)
@@ -920,6 +944,7 @@ main (int argc, char **argv)
 	gboolean address_change = FALSE, reject = FALSE, no_confirm_revert = FALSE;
 	gboolean revert_on_test = FALSE, verbose = FALSE, no_acquire = FALSE;
 	gint battery = 87;
+	gint rfcomm_channel = BGS_BULK_DEFAULT_CHANNEL;
 	GOptionEntry entries[] = {
 		{ "bus", 0, 0, G_OPTION_ARG_STRING, &bus_address, "D-Bus address (default: system bus)", "ADDRESS" },
 		{ "adapter", 0, 0, G_OPTION_ARG_STRING, &adapter, "Adapter to serve on (default hci0)", "hciN" },
@@ -934,6 +959,7 @@ main (int argc, char **argv)
 		{ "erase-ms", 0, 0, G_OPTION_ARG_INT, &erase_ms, "Slot erase time, answered with MGMT_ERR_EBUSY (default 0)", "MS" },
 		{ "no-acquire", 0, 0, G_OPTION_ARG_NONE, &no_acquire, "Serve SMP through WriteValue/notify only, no AcquireWrite/AcquireNotify", NULL },
 		{ "battery", 0, 0, G_OPTION_ARG_INT, &battery, "Battery level in percent (default 87)", "PCT" },
+		{ "rfcomm-channel", 0, 0, G_OPTION_ARG_INT, &rfcomm_channel, "RFCOMM channel of the bulk service, 0 = none (default 11)", "N" },
 		{ "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Say what happens", NULL },
 		{ NULL }
 	};
@@ -950,7 +976,8 @@ main (int argc, char **argv)
 		return 2;
 	}
 	if (reboot_seconds < 0 || reboot_seconds > 3600 || battery < 0 || battery > 100 ||
-	    stall_after < 0 || erase_ms < 0 || erase_ms > 600000) {
+	    stall_after < 0 || erase_ms < 0 || erase_ms > 600000 || rfcomm_channel < 0 ||
+	    rfcomm_channel > 30) {
 		g_printerr ("option out of range\n");
 		return 2;
 	}
@@ -1017,6 +1044,13 @@ main (int argc, char **argv)
 		g_printerr ("cannot export objects: %s\n", error->message);
 		return 1;
 	}
+	if (rfcomm_channel > 0) {
+		w.bulk = bgs_wearable_bulk_new (w.bus, (guint) rfcomm_channel, on_bulk_reset, &w, &error);
+		if (w.bulk == NULL) {
+			g_printerr ("cannot export the RFCOMM profile: %s\n", error->message);
+			return 1;
+		}
+	}
 	w.loop = g_main_loop_new (NULL, FALSE);
 	g_unix_signal_add (SIGINT, on_signal, &w);
 	g_unix_signal_add (SIGTERM, on_signal, &w);
@@ -1038,6 +1072,7 @@ main (int argc, char **argv)
 	}
 	close_write (&w);
 	close_notify (&w);
+	g_clear_pointer (&w.bulk, bgs_wearable_bulk_free);
 	g_bus_unwatch_name (w.bluez_watch);
 	for (guint i = 0; i < w.reg_ids->len; i++)
 		g_dbus_connection_unregister_object (w.bus, g_array_index (w.reg_ids, guint, i));
@@ -1053,5 +1088,6 @@ main (int argc, char **argv)
 	g_free (w.name);
 	g_free (w.manufacturer);
 	g_free (w.model);
+	g_free (w.bluez_owner);
 	return w.exit_code;
 }
