@@ -198,4 +198,5 @@ void
 bgs_profile_test_register (void)
 {
 	bgs_profile_register (&test_profile);
+	bgs_profile_test_rfcomm_register ();
 }

@@ -3,4 +3,6 @@
 
 #include "bgs-profile.h"
 
+/* registers "test" and "test-rfcomm" */
 void bgs_profile_test_register (void);
+void bgs_profile_test_rfcomm_register (void);

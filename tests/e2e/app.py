@@ -55,6 +55,7 @@ def main():
     ap.add_argument('--args', default='')
     ap.add_argument('--input')
     ap.add_argument('--output-dir')
+    ap.add_argument('--channel-fd', type=int, help='pass this inherited socket as "channel"')
     ap.add_argument('--consent', default='allow')
     ap.add_argument('--cancel-at', type=int, default=-1, help='Cancel() once progress reaches this percent')
     ap.add_argument('--timeout', type=int, default=120)
@@ -107,6 +108,8 @@ def main():
         fd = os.open(args.output_dir, os.O_RDONLY | os.O_DIRECTORY)
         options['output-dir'] = dbus.types.UnixFd(fd)
         os.close(fd)
+    if args.channel_fd is not None:
+        options['channel'] = dbus.types.UnixFd(args.channel_fd)
 
     def on_reply(result, reason):
         emit('request', result=str(result), reason=str(reason))
