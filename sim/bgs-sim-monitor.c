@@ -113,9 +113,10 @@ uuid128_le (const gchar *uuid, guint8 out[16])
 		out[i] = be[15 - i];
 }
 
-/* the AD structures (type byte first) that @peer's adverts carry */
+/* the AD structures (type byte first) that @peer's adverts carry; with
+ * @scan_rsp also what its scan responses do */
 static GPtrArray *
-peer_ad (SimPeer *peer)
+peer_ad (SimPeer *peer, gboolean scan_rsp)
 {
 	GPtrArray *ads = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
 	const gchar *name = sim_peer_adv_name (peer);
@@ -127,7 +128,10 @@ peer_ad (SimPeer *peer)
 	guint8 flags = 0x06;
 
 	ad_add (ads, 0x01, &flags, 1);
-	if (name != NULL)
+	/* bluetoothd puts an app's LocalName in the scan response, which only
+	 * active scanning asks for: monitors alone scan passively and never
+	 * see it (seen in the VM tier) */
+	if (name != NULL && (peer->host == NULL || scan_rsp))
 		ad_add (ads, 0x09, (const guint8 *) name, strlen (name));
 	for (guint i = 0; uuids != NULL && uuids[i] != NULL; i++) {
 		guint16 v;
@@ -192,6 +196,15 @@ peer_ad (SimPeer *peer)
 		}
 	}
 	return ads;
+}
+
+/* a discovery session scans actively (scan responses too) */
+static gboolean
+active_scan (SimAdapter *adapter)
+{
+	GVariant *v = adapter->iface != NULL ? sim_iface_get (adapter->iface, "Discovering") : NULL;
+
+	return v != NULL && g_variant_get_boolean (v);
 }
 
 static gboolean
@@ -319,7 +332,7 @@ sim_monitor_seen (SimAdapter *adapter, SimPeer *peer)
 
 	if (adapter->monitors->len == 0)
 		return;
-	ads = peer_ad (peer);
+	ads = peer_ad (peer, active_scan (adapter));
 	for (guint i = 0; i < adapter->monitors->len; i++) {
 		SimMonitorApp *app = g_ptr_array_index (adapter->monitors, i);
 		for (guint j = 0; j < app->monitors->len; j++)
@@ -408,7 +421,7 @@ monitor_activate (SimMonitor *m)
 	while (g_hash_table_iter_next (&it, NULL, &v)) {
 		SimPeer *peer = v;
 		if (peer->host != adapter && sim_peer_visible (peer)) {
-			g_autoptr(GPtrArray) ads = peer_ad (peer);
+			g_autoptr(GPtrArray) ads = peer_ad (peer, active_scan (adapter));
 			monitor_seen (m, peer, ads);
 		}
 	}

@@ -343,11 +343,17 @@ gatt_manager_method (SimIface *iface, const gchar *sender, const gchar *method,
 	}
 }
 
+static void advert_remove (SimAdvert *adv, gboolean release);
+
+/* the adapter or the whole service goes away: its applications and
+ * advertisements with it */
 void
 sim_peripheral_drop_apps (SimAdapter *adapter)
 {
 	while (adapter->apps->len > 0)
 		app_remove (g_ptr_array_index (adapter->apps, 0));
+	while (adapter->adverts->len > 0)
+		advert_remove (g_ptr_array_index (adapter->adverts, 0), TRUE);
 }
 
 /* ---- advertisements ---- */
@@ -435,7 +441,7 @@ advert_props_cb (GObject *source, GAsyncResult *res, gpointer data)
 		return;
 	}
 	if (!g_ptr_array_find (p->sim->adapters, adapter, NULL) || !adapter->powered) {
-		sim_return_error (p->inv, "NotReady", "Resource Not Ready");
+		sim_return_error (p->inv, "Failed", "Failed to register advertisement");
 		pending_free (p);
 		return;
 	}
@@ -497,8 +503,9 @@ adv_manager_method (SimIface *iface, const gchar *sender, const gchar *method,
 	g_variant_get_child (params, 0, "&o", &path);
 	if (g_strcmp0 (method, "RegisterAdvertisement") == 0) {
 		SimPendingReg *p;
+		/* bluetoothd 5.66 answers Failed here (seen in the VM tier) */
 		if (!adapter->powered) {
-			sim_return_error (inv, "NotReady", "Resource Not Ready");
+			sim_return_error (inv, "Failed", "Failed to register advertisement");
 			return;
 		}
 		if (find_advert (adapter, sender, path) != NULL) {
@@ -531,12 +538,17 @@ adv_manager_method (SimIface *iface, const gchar *sender, const gchar *method,
 	}
 }
 
-/* powering off ends every advertising instance, like bluetoothd */
+/* powering off ends every advertising instance, but bluetoothd 5.66 keeps
+ * the registrations (no Release, ActiveInstances unchanged) and does not
+ * advertise them after power on: the app has to unregister and register
+ * again (RegisterAdvertisement alone fails with AlreadyExists). seen in the
+ * VM tier with kernel 6.1 */
 void
 sim_peripheral_adapter_down (SimAdapter *adapter)
 {
-	while (adapter->adverts->len > 0)
-		advert_remove (g_ptr_array_index (adapter->adverts, 0), TRUE);
+	for (guint i = 0; i < adapter->adverts->len; i++)
+		((SimAdvert *) g_ptr_array_index (adapter->adverts, i))->off_air = TRUE;
+	adverts_changed (adapter);
 }
 
 void

@@ -94,26 +94,28 @@ sim_adapter_find (Sim *sim, const gchar *path_or_address)
 
 /* ---- what a peer advertises ---- */
 
+/* the @i-th advert of a hosting adapter that is on the air, or NULL */
 static SimAdvert *
-host_advert (SimPeer *peer)
+host_advert (SimPeer *peer, guint i)
 {
-	if (peer->host == NULL || peer->host->adverts->len == 0)
+	if (peer->host == NULL)
 		return NULL;
-	return g_ptr_array_index (peer->host->adverts, 0);
+	for (guint k = 0; k < peer->host->adverts->len; k++) {
+		SimAdvert *a = g_ptr_array_index (peer->host->adverts, k);
+		if (!a->off_air && i-- == 0)
+			return a;
+	}
+	return NULL;
 }
 
 const gchar *
 sim_peer_adv_name (SimPeer *peer)
 {
-	SimAdvert *adv = host_advert (peer);
-
 	if (peer->host != NULL) {
-		for (guint i = 0; i < peer->host->adverts->len; i++) {
-			SimAdvert *a = g_ptr_array_index (peer->host->adverts, i);
+		SimAdvert *a;
+		for (guint i = 0; (a = host_advert (peer, i)) != NULL; i++)
 			if (a->local_name != NULL)
 				return a->local_name;
-		}
-		(void) adv;
 		return peer->host->alias;
 	}
 	return peer->name;
@@ -127,8 +129,8 @@ sim_peer_adv_uuids (SimPeer *peer)
 	if (peer->host == NULL)
 		return g_strdupv (peer->uuids);
 	all = g_ptr_array_new ();
-	for (guint i = 0; i < peer->host->adverts->len; i++) {
-		SimAdvert *a = g_ptr_array_index (peer->host->adverts, i);
+	for (guint i = 0; host_advert (peer, i) != NULL; i++) {
+		SimAdvert *a = host_advert (peer, i);
 		for (guint j = 0; a->uuids != NULL && a->uuids[j] != NULL; j++) {
 			gboolean dup = FALSE;
 			for (guint k = 0; k < all->len; k++)
@@ -146,8 +148,8 @@ sim_peer_adv_mfr (SimPeer *peer)
 {
 	if (peer->host == NULL)
 		return peer->mfr_data;
-	for (guint i = 0; i < peer->host->adverts->len; i++) {
-		SimAdvert *a = g_ptr_array_index (peer->host->adverts, i);
+	for (guint i = 0; host_advert (peer, i) != NULL; i++) {
+		SimAdvert *a = host_advert (peer, i);
 		if (a->mfr_data != NULL)
 			return a->mfr_data;
 	}
@@ -159,8 +161,8 @@ sim_peer_adv_svc (SimPeer *peer)
 {
 	if (peer->host == NULL)
 		return peer->svc_data;
-	for (guint i = 0; i < peer->host->adverts->len; i++) {
-		SimAdvert *a = g_ptr_array_index (peer->host->adverts, i);
+	for (guint i = 0; host_advert (peer, i) != NULL; i++) {
+		SimAdvert *a = host_advert (peer, i);
 		if (a->svc_data != NULL)
 			return a->svc_data;
 	}
@@ -175,7 +177,7 @@ sim_peer_visible (SimPeer *peer)
 		return FALSE;
 	if (peer->host != NULL)
 		return peer->host->powered && peer->host->sim->bluez_up &&
-		       (peer->host->adverts->len > 0 || peer->host->discoverable);
+		       (host_advert (peer, 0) != NULL || peer->host->discoverable);
 	return peer->advertising;
 }
 

@@ -281,6 +281,7 @@ struct _SimAdvert {
 	GVariant *mfr_data;
 	GVariant *svc_data;
 	gboolean include_tx_power;
+	gboolean off_air;	/* registered, but its instance went with a power-off */
 };
 
 struct _SimProfile {

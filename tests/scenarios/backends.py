@@ -56,6 +56,11 @@ class Peer:
         self.control_name = control_name
 
     def control(self):
+        if self.control_name and getattr(self, '_watched', None) != self.control_name:
+            # wake bounded waits on Received/Stats when the peer has news
+            self.backend.bus.add_signal_receiver(
+                lambda *a: None, 'Activity', 'org.bgsync.TestPeer1', self.control_name)
+            self._watched = self.control_name
         obj = self.backend.bus.get_object(self.control_name, '/org/bgsync/testpeer')
         return dbus.Interface(obj, 'org.bgsync.TestPeer1')
 

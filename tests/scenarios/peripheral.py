@@ -5,7 +5,7 @@
 #
 # It prints "READY <unique bus name>" once registered, and offers a test
 # control interface org.bgsync.TestPeer1 at /org/bgsync/testpeer on its own
-# connection (Notify, NotifyBurst, Received, Stats).
+# connection (Notify, NotifyBurst, Readvertise, Received, Stats).
 
 import argparse
 import os
@@ -162,15 +162,18 @@ class Characteristic(dbus.service.Object):
         data = bytes(value)
         self.value = self.value[:offset] + data
         self.peer.received.append((self.uuid, str(options.get('type', '')), data))
+        self.peer.Activity('write')
 
     @dbus.service.method('org.bluez.GattCharacteristic1', in_signature='', out_signature='')
     def StartNotify(self):
         self.notifying = True
         self.peer.stats['start_notify'] += 1
+        self.peer.Activity('start-notify')
 
     @dbus.service.method('org.bluez.GattCharacteristic1', in_signature='', out_signature='')
     def StopNotify(self):
         self.notifying = False
+        self.peer.Activity('stop-notify')
 
     def _pair(self):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -203,6 +206,7 @@ class Characteristic(dbus.service.Object):
                         self.write_socks.remove(sock)
                     return False
                 self.peer.received.append((self.uuid, 'acquired', data))
+                self.peer.Activity('write')
         GLib.io_add_watch(sock.fileno(), GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, readable)
         return fd, dbus.UInt16(mtu)
 
@@ -217,11 +221,13 @@ class Characteristic(dbus.service.Object):
         self.notify_sock = sock
         self.notify_mtu = int(options.get('mtu', 23))
         self.peer.stats['acquire_notify'] += 1
+        self.peer.Activity('acquire-notify')
 
         def hup(_fd, cond):
             if self.notify_sock is sock:
                 self.notify_sock = None
             sock.close()
+            self.peer.Activity('notify-closed')
             return False
         GLib.io_add_watch(sock.fileno(), GLib.IO_HUP | GLib.IO_ERR, hup)
         return fd, dbus.UInt16(self.notify_mtu)
@@ -320,6 +326,7 @@ class ServerProfile(dbus.service.Object):
         sock.setblocking(False)
         self.socks.append(sock)
         self.peer.stats['rfcomm_connections'] += 1
+        self.peer.Activity('rfcomm')
         pending = bytearray()
         out_src = [0]
 
@@ -401,20 +408,40 @@ class Peer(dbus.service.Object):
             self.register()
 
     def _adapter_changed(self, iface, changed, invalidated):
-        # powering the adapter off drops advertising instances: re-register
+        # powering the adapter off ends the advertising instance, but
+        # bluetoothd 5.66 keeps the registration and does not advertise it
+        # after power on (RegisterAdvertisement alone: AlreadyExists)
         if iface == 'org.bluez.Adapter1' and 'Powered' in changed and bool(changed['Powered']):
-            self.register_adv()
+            self.readvertise()
 
     def _err(self, what):
         def cb(e):
             log('%s failed: %s' % (what, e))
         return cb
 
-    def register_adv(self):
+    def register_adv(self, done=None):
         ad = dbus.Interface(self.bus.get_object(BLUEZ, self.adapter), 'org.bluez.LEAdvertisingManager1')
+
+        def ok():
+            log('advertising')
+            if done:
+                done(None)
+
+        def err(e):
+            log('RegisterAdvertisement failed: %s' % e)
+            if done:
+                done(e)
         ad.RegisterAdvertisement(self.adv.path, dbus.Dictionary({}, signature='sv'),
-                                 reply_handler=lambda: log('advertising'),
-                                 error_handler=self._err('RegisterAdvertisement'))
+                                 reply_handler=ok, error_handler=err)
+
+    def readvertise(self, done=None):
+        """Unregister (whatever it says) and register the advert again: a
+        new advertising enable, which a scanner hears even where the
+        emulator reports an advert once per enable (btvirt)."""
+        ad = dbus.Interface(self.bus.get_object(BLUEZ, self.adapter), 'org.bluez.LEAdvertisingManager1')
+        ad.UnregisterAdvertisement(self.adv.path,
+                                   reply_handler=lambda: self.register_adv(done),
+                                   error_handler=lambda e: self.register_adv(done))
 
     def register(self):
         obj = self.bus.get_object(BLUEZ, self.adapter)
@@ -492,6 +519,17 @@ class Peer(dbus.service.Object):
             reply(dbus.UInt32(state['i']))
             return False
         pump()
+
+    @dbus.service.signal('org.bgsync.TestPeer1', signature='s')
+    def Activity(self, what):
+        """Something changed that Received or Stats report: a test waiting
+        on those wakes up on this signal instead of polling."""
+
+    @dbus.service.method('org.bgsync.TestPeer1', in_signature='', out_signature='',
+                         async_callbacks=('reply', 'error'))
+    def Readvertise(self, reply, error):
+        """Advertise anew (see readvertise); replies once registered."""
+        self.readvertise(lambda e: error(e) if e is not None else reply())
 
     @dbus.service.method('org.bgsync.TestPeer1', in_signature='', out_signature='a(ssay)')
     def Received(self):
