@@ -1,10 +1,18 @@
-# e2e.py: the whole stack on one private bus — bgsync-sim (BlueZ),
-# bgsync-wearable (the device, a peripheral app on hci1), bgsyncd and a
-# companion app process — for the end-to-end tests and the demo.
+# e2e.py: the whole stack — BlueZ, bgsync-wearable (the device, a
+# peripheral app on hci1), bgsyncd and a companion app process — for the
+# end-to-end tests and the demo.
+#
+# BGSYNC_E2E_BACKEND picks BlueZ:
+#   sim (default)  bgsync-sim on a private bus (tests/scenarios SimBackend)
+#   vm             inside the VM tier: the real bluetoothd 5.66 on the guest's
+#                  system bus with two btvirt controllers (VmBackend); bgsyncd
+#                  serves on that system bus as it would on a real machine
+# A test that needs what a backend cannot do skips with its SKIP_REASONS text.
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -14,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'scenarios'))
 import dbus  # noqa: E402
 import backends  # noqa: E402
+import harness  # noqa: E402
 from harness import call, wait_until  # noqa: E402
 
 APP_ID = 'org.bgsync.e2e'
@@ -37,16 +46,71 @@ class Failure(Exception):
     pass
 
 
+def poll_until(cond, timeout, what, every=0.2):
+    """wait_until for state no signal announces (another process's
+    properties): look again every @every s, give up after @timeout s"""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise harness.ScenarioFailed('timed out after %.1fs waiting for %s' % (timeout, what))
+        harness.iterate(every)
+
+
+BACKEND = os.environ.get('BGSYNC_E2E_BACKEND', 'sim')
+VMCTL = os.path.join(HERE, '..', 'vm', 'vmctl.py')
+
+
+class E2eSimBackend(backends.SimBackend):
+    # the simulator forces the MTU and caps link rates (org.bgsync.Sim1)
+    capabilities = backends.SimBackend.capabilities | {'mtu', 'link-rate', 'device-stall'}
+
+
+class E2eVmBackend(backends.VmBackend):
+    """VmBackend plus what the e2e tests can do in the VM beyond the scenario
+    suite's primitives: restart bluetoothd (tests/vm/vmctl.py, as the faults
+    group does) and stall the device's firmware (SIGSTOP of bgsync-wearable:
+    the controllers keep the link up, nothing answers)."""
+    capabilities = backends.VmBackend.capabilities | {'restart', 'device-stall'}
+    SKIP_REASONS = dict(backends.VmBackend.SKIP_REASONS, **{
+        'link-rate': 'btvirt cannot cap a link\'s throughput',
+        'mtu': 'the ATT MTU is negotiated by the two bluetoothd; it cannot be forced to 23',
+    })
+
+    def restart_bluez(self):
+        r = subprocess.run(['/usr/bin/python3', VMCTL, 'restart-bluetoothd'],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        if r.returncode != 0:
+            raise Failure('vmctl.py restart-bluetoothd: %s' % r.stdout.decode(errors='replace'))
+
+
+def make_backend(logdir):
+    if BACKEND == 'sim':
+        return E2eSimBackend(logdir)
+    if BACKEND == 'vm':
+        return E2eVmBackend(logdir)
+    raise Failure('BGSYNC_E2E_BACKEND=%s: want sim or vm' % BACKEND)
+
+
 class Stack:
-    def __init__(self, bindir=None, verbose=False):
+    def __init__(self, bindir=None, verbose=False, name=None):
         top = os.environ.get('BGS_BUILDDIR', bindir or '')
         self.bgsyncd = os.environ.get('BGSYNCD', os.path.join(top, 'agent/daemon/bgsyncd'))
         self.wearable_bin = os.environ.get('BGSYNC_WEARABLE', os.path.join(top, 'wearable/bgsync-wearable'))
         os.environ.setdefault('BGSYNC_SIM', os.path.join(top, 'sim/bgsync-sim'))
         self.tmp = tempfile.mkdtemp(prefix='bgs-e2e-')
-        self.logdir = os.path.join(self.tmp, 'logs')
+        # BGSYNC_E2E_LOGDIR keeps the logs (the VM group's artifacts dir)
+        keep = os.environ.get('BGSYNC_E2E_LOGDIR')
+        if keep and name:
+            self.logdir = os.path.join(keep, name)
+            shutil.rmtree(self.logdir, ignore_errors=True)
+        else:
+            self.logdir = os.path.join(self.tmp, 'logs')
         os.makedirs(self.logdir)
-        self.backend = backends.SimBackend(self.logdir)
+        self.backend = make_backend(self.logdir)
+        self.vm = self.backend.name == 'vm'
         self.verbose = verbose
         self.procs = []
         self.daemon = None
@@ -55,9 +119,13 @@ class Stack:
 
     # ---- setup ----
 
+    def why_not(self, *needs):
+        """None if the backend can do all of @needs, else its reason"""
+        return self.backend.why_not(needs)
+
     def start(self, wearable_args=(), config=None, address_delta=0, lost_timeout=5):
         self.backend.start()
-        self.bus_address = self.backend.bus_address
+        self.bus_address = self.backend.bus_address or 'unix:path=/run/dbus/system_bus_socket'
         for d in ('apps', 'devices', 'state', 'wearable/files', 'bin', 'out'):
             os.makedirs(os.path.join(self.tmp, d), exist_ok=True)
         self.app_exe = os.path.join(self.tmp, 'bin', 'e2e-app')
@@ -73,6 +141,9 @@ class Stack:
                             'DeviceDirectories': os.path.join(self.tmp, 'devices')},
                 'Policy': {'ForegroundCheck': 'none'},
                 'Consent': {'Timeout': '30'}}
+        if self.vm:
+            # hci1 is the wearable's own controller, not one of the agent's
+            conf['General']['Adapters'] = 'hci0'
         for group, keys in (config or {}).items():
             conf.setdefault(group, {}).update(keys)
         with open(os.path.join(self.tmp, 'main.conf'), 'w') as f:
@@ -94,42 +165,125 @@ class Stack:
         return p
 
     def start_wearable(self, extra=()):
+        self.wearable_args = list(extra)
         argv = [self.wearable_bin, '--bus', self.bus_address, '--adapter', 'hci1',
                 '--state-dir', os.path.join(self.tmp, 'wearable'), '--reboot-seconds', '1',
                 '-v'] + list(extra)
         self.wearable = self.spawn(argv, 'wearable')
         # the wearable's advertisement makes it a device of hci1's peers
         self.address = self.backend.peer_adapter_address()
+        if self.vm:
+            self.wait_advertising()
+
+    def wait_advertising(self, timeout=20):
+        props = dbus.Interface(self.backend.bus.get_object('org.bluez', self.backend.peer_adapter),
+                               'org.freedesktop.DBus.Properties')
+        w = self.wearable
+
+        def advertising():
+            if w.poll() is not None:
+                raise Failure('bgsync-wearable exited %s (see %s)' % (w.returncode, self.logdir))
+            return call(props.Get, 'org.bluez.LEAdvertisingManager1', 'ActiveInstances') > 0
+        poll_until(advertising, timeout, 'bgsync-wearable advertising on hci1')
+
+    def restart_wearable(self):
+        """the device is switched off and on again (its flash kept): in the
+        VM its advertising enable is what makes btvirt send the one
+        advertising report a scan gets"""
+        w = self.wearable
+        if w is not None and w.poll() is None:
+            w.terminate()
+            try:
+                w.wait(10)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+        if w in self.procs:
+            self.procs.remove(w)
+        self.start_wearable(self.wearable_args)
 
     def start_daemon(self):
-        argv = [self.bgsyncd, '--session', '--config', os.path.join(self.tmp, 'main.conf'), '--verbose']
+        # in the VM bgsyncd serves on the system bus, as installed
+        argv = [self.bgsyncd] + ([] if self.vm else ['--session']) + \
+            ['--config', os.path.join(self.tmp, 'main.conf'), '--verbose']
         self.daemon = self.spawn(argv, 'bgsyncd')
         wait_until(lambda: self.backend.bus.name_has_owner('org.bgsync'), 10, 'bgsyncd on the bus')
 
-    def device_present(self, timeout=30):
-        mgr = dbus.Interface(self.backend.bus.get_object('org.bgsync', '/org/bgsync'),
-                             'org.bgsync.Manager1')
+    def manager(self):
+        return dbus.Interface(self.backend.bus.get_object('org.bgsync', '/org/bgsync'),
+                              'org.bgsync.Manager1')
 
+    def agent_device(self, address=None):
+        address = (address or self.address).upper()
+        for path, props in call(self.manager().GetDevices).items():
+            if str(props['Address']).upper() == address:
+                return dict(props)
+        return None
+
+    def device_present(self, timeout=30):
         def present():
-            for path, props in call(mgr.GetDevices).items():
-                if str(props['Address']).upper() == self.address.upper() and props['Present']:
-                    return dict(props)
-            return None
+            d = self.agent_device()
+            return d if d is not None and d['Present'] else None
         return wait_until(present, timeout, 'the wearable to be present in bgsyncd')
+
+    def scanning(self):
+        props = dbus.Interface(self.backend.bus.get_object('org.bgsync', '/org/bgsync'),
+                               'org.freedesktop.DBus.Properties')
+        return bool(call(props.Get, 'org.bgsync.Manager1', 'Scanning'))
+
+    def announce(self, timeout=30):
+        """VM only: btvirt sends one advertising report per advertising
+        enable, and only a scan already running keeps it. Once bgsyncd
+        scans (an app registered a device task), switch the wearable off and
+        on so its advertising starts while the agent looks, as a real
+        device's continuous advertising would be seen."""
+        if not self.vm:
+            return
+        poll_until(self.scanning, timeout, 'bgsyncd to scan (a device task registered)')
+        d = self.agent_device()
+        if d is not None and d['Present']:
+            return
+        self.restart_wearable()
 
     # ---- the app ----
 
-    def run_app(self, *args):
+    def run_app(self, *args, announce=True):
         argv = [self.app_exe, os.path.join(HERE, 'app.py'), '--bus', self.bus_address,
                 '--device', self.address] + list(args)
-        return App(self.spawn(argv, 'app', stdout=subprocess.PIPE))
+        app = App(self.spawn(argv, 'app', stdout=subprocess.PIPE))
+        if announce and '--unregister' not in args:
+            self.announce()
+        return app
 
-    # ---- faults ----
+    # ---- faults (backend-neutral; tests skip with why_not() first) ----
 
     def sim(self):
         return self.backend.sim
 
+    def stall(self, on=True):
+        """the device stops answering, its link stays up"""
+        if self.vm:
+            # the firmware hangs: bluetoothd and btvirt keep the link
+            self.wearable.send_signal(signal.SIGSTOP if on else signal.SIGCONT)
+        else:
+            call(self.sim().Stall, self.address, dbus.Boolean(on))
+
+    def set_in_range(self, on):
+        if self.vm:
+            # the peer's controller goes quiet: the central's link drops
+            self.backend.set_in_range(None, on)
+        else:
+            call(self.sim().SetInRange, self.address, dbus.Boolean(on))
+
+    def restart_bluez(self):
+        if self.vm:
+            self.backend.restart_bluez()
+        else:
+            call(self.sim().RestartBluez)
+
     def stop(self):
+        if self.wearable is not None and self.wearable.poll() is None:
+            self.wearable.send_signal(signal.SIGCONT)
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()

@@ -1,6 +1,8 @@
 # test_e2e.py: the vertical slice, through bgsyncd: an app asks for a
 # firmware update (servicing) or a file sync (device use) of bgsync-wearable
-# on bgsync-sim, and the agent carries it out under the policies.
+# and the agent carries it out under the policies. On bgsync-sim by default;
+# BGSYNC_E2E_BACKEND=vm runs them against the real bluetoothd in the VM tier
+# (doc/testing-vm.md has the table of what runs where).
 import hashlib
 import os
 
@@ -12,13 +14,23 @@ import mcuboot
 from harness import call
 
 
+def need(stack, *what):
+    """skip, with the backend's reason, where it cannot do @what"""
+    why = stack.why_not(*what)
+    if why:
+        pytest.skip('%s backend: %s' % (stack.backend.name, why))
+
+
 @pytest.fixture
 def stack(request):
     if not os.environ.get('BGSYNCD'):
         pytest.skip('BGSYNCD, BGSYNC_SIM and BGSYNC_WEARABLE must point at the built programs')
-    s = e2e.Stack()
+    s = e2e.Stack(name=request.node.name)
     marker = request.node.get_closest_marker('stack')
     kw = marker.kwargs if marker else {}
+    needs = request.node.get_closest_marker('needs')
+    if needs:
+        need(s, *needs.args)
     try:
         s.start(**kw)
     except BaseException:
@@ -38,13 +50,18 @@ def test_estimate_learns_the_link_rate(stack):
     e1 = first.wait_event('consent')['estimate']
     assert first.wait_end(120)['event'] == 'completed'
     path, _ = image_file(stack, seed=2)
+    if stack.vm:
+        # the same device is found again (btvirt: one report per advertising enable)
+        stack.restart_wearable()
     second = stack.run_app('--name', 'update', '--trigger', 'device-servicing',
                            '--entry', 'smp-firmware-update', '--estimate', '120', '--input', path)
     e2 = second.wait_event('consent')['estimate']
     assert second.wait_end(120)['event'] == 'completed'
-    # the simulator's link is far faster than the 2 KB/s assumed at first
+    # the link is faster than the 2 KB/s assumed at first
     assert e2 < e1, (e1, e2)
-    assert e2 <= 32, e2
+    if not stack.vm:
+        # the simulator's link is far faster (btvirt under TCG varies)
+        assert e2 <= 32, e2
 
 
 def image_file(stack, size=64 * 1024, seed=1):
@@ -82,6 +99,7 @@ def test_firmware_update_through_reboot(stack):
     assert 'reconnected' in stack.log('bgsyncd', 400)
 
 
+@pytest.mark.needs('address-change')
 @pytest.mark.stack(wearable_args=['--address-change'], address_delta=1)
 def test_firmware_update_survives_address_change(stack):
     old = stack.address
@@ -128,7 +146,12 @@ def test_app_cancels_mid_upload(stack):
 
 @pytest.mark.stack(config={'Policy': {'DeviceServicingMaxRuntime': '2'}})
 def test_wall_clock_limit(stack):
-    call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(20000))
+    if stack.vm:
+        # btvirt cannot cap the link: the device is slow instead (its slot
+        # erase takes 20 s, answered busy); the limit is the same 2 s
+        stack.wearable_args.append('--erase-ms=20000')
+    else:
+        call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(20000))
     app = update(stack, size=256 * 1024)
     end = app.wait_end(60)
     assert end['event'] == 'canceled' and end['reason'] == 'execution-time-exceeded', end
@@ -160,6 +183,8 @@ def test_file_sync_several_files_with_resume(stack):
         with open(os.path.join(out, name), 'rb') as f:
             assert hashlib.sha256(f.read()).digest() == hashlib.sha256(data).digest(), name
     # a second sync asks no consent (stored per model) and moves only what is missing
+    if stack.vm:
+        stack.restart_wearable()  # seen again (one advertising report per enable)
     app2 = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
                          '--args', '/logs/a.bin;/logs/b.bin;/c.txt')
     end2 = app2.wait_end(120)
@@ -174,7 +199,7 @@ def test_sync_canceled_by_stall(stack):
     app = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
                         '--args', '/big.bin')
     app.wait(lambda e: e['event'] == 'progress' and e['percent'] > 0, 60, 'download progress')
-    call(stack.sim().Stall, stack.address, dbus.Boolean(True))
+    stack.stall(True)
     end = app.wait_end(60)
     assert end['event'] == 'canceled' and end['reason'] == 'idle-task', end
 
@@ -182,16 +207,18 @@ def test_sync_canceled_by_stall(stack):
 @pytest.mark.stack(lost_timeout=1)
 def test_sync_canceled_by_range_loss(stack):
     put_file(stack, 'big.bin', 400000, 5)
-    call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(50000))
+    if not stack.vm:
+        call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(50000))
     out = os.path.join(stack.tmp, 'out')
     app = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
                         '--args', '/big.bin')
     app.wait(lambda e: e['event'] == 'progress' and e['percent'] > 0, 60, 'download progress')
-    call(stack.sim().SetInRange, stack.address, dbus.Boolean(False))
+    stack.set_in_range(False)
     end = app.wait_end(60)
     assert end['event'] == 'canceled' and end['reason'] == 'condition-loss', end
 
 
+@pytest.mark.needs('mtu')
 def test_small_mtu_fragments_requests_and_responses(stack):
     # 23-byte ATT MTU: every SMP request and response spans several packets
     call(stack.sim().Configure, dbus.Dictionary({'mtu': dbus.UInt32(23)}, signature='sv'))
@@ -210,23 +237,25 @@ def test_small_mtu_fragments_requests_and_responses(stack):
 
 def test_bluetoothd_restart_revokes_device_use(stack):
     put_file(stack, 'big.bin', 400000, 6)
-    call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(50000))
+    if not stack.vm:
+        call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(50000))
     out = os.path.join(stack.tmp, 'out')
     app = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync', '--output-dir', out,
                         '--args', '/big.bin')
     app.wait(lambda e: e['event'] == 'progress' and e['percent'] > 0, 60, 'download progress')
-    call(stack.sim().RestartBluez)
+    stack.restart_bluez()
     end = app.wait_end(60)
     assert end['event'] == 'canceled', end
     assert end['reason'] in ('resource-revocation', 'condition-loss'), end
 
 
 def test_bluetoothd_restart_during_update(stack):
-    call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(40000))
+    if not stack.vm:
+        call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(40000))
     app = update(stack, size=128 * 1024)
     app.wait(lambda e: e['event'] == 'progress' and 'uploading' in e['status'] and e['percent'] > 10,
              60, 'upload progress')
-    call(stack.sim().RestartBluez)
+    stack.restart_bluez()
     end = app.wait_end(120)
     # servicing waits for bluetoothd and the device to come back, then resumes
     assert end['event'] == 'completed' and end['success'], end
