@@ -43,6 +43,7 @@ struct _BgsSmpClient {
 	BgsSmpSendFunc send;
 	gpointer send_data;
 	GDestroyNotify send_notify;
+	guint link_gen; /* bumped when the transport is dropped */
 
 	/* fd transport */
 	int write_fd;
@@ -150,6 +151,7 @@ drop_transport (BgsSmpClient *client)
 	client->send = NULL;
 	client->send_data = NULL;
 	client->send_notify = NULL;
+	client->link_gen++;
 	g_byte_array_set_size (client->rx, 0);
 }
 
@@ -266,6 +268,11 @@ send_frame (BgsSmpClient *client, GBytes *frame, GError **error)
 	for (gsize off = 0; off < len; off += chunk) {
 		gsize n = MIN (chunk, len - off);
 
+		/* a send may find the link gone and detach us on the spot */
+		if (client->send == NULL) {
+			g_set_error_literal (error, BGS_ERROR, BGS_ERROR_IO, "the link dropped");
+			return FALSE;
+		}
 		if (!client->send (data + off, n, client->send_data, error))
 			return FALSE;
 		client->stats.packets_sent++;
@@ -280,12 +287,20 @@ static void
 transmit (BgsSmpClient *client, Request *req)
 {
 	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
+	guint gen = client->link_gen;
+	gboolean sent;
 
 	req->attempts++;
 	/* lets bgs_smp_client_reset_finish() tell "went out, then the link
 	 * dropped" from "never sent" */
 	g_object_set_data (G_OBJECT (req->task), "bgs-smp-sent", GINT_TO_POINTER (1));
-	if (!send_frame (client, req->frame, &error)) {
+	sent = send_frame (client, req->frame, &error);
+	/* the transport reported the link lost from inside the send (a closed
+	 * socket): the detach failed and freed every request, @req included */
+	if (client->link_gen != gen)
+		return;
+	if (!sent) {
 		g_object_set_data (G_OBJECT (req->task), "bgs-smp-sent", NULL);
 		g_queue_remove (&client->inflight, req);
 		g_prefix_error (&error, "SMP send failed: ");
@@ -304,6 +319,8 @@ transmit (BgsSmpClient *client, Request *req)
 static void
 pump (BgsSmpClient *client)
 {
+	g_autoptr(BgsSmpClient) keep G_GNUC_UNUSED = bgs_smp_client_ref (client);
+
 	while (g_queue_get_length (&client->inflight) < client->window && client->send != NULL &&
 	       !g_queue_is_empty (&client->queue)) {
 		Request *req = g_queue_pop_head (&client->queue);
