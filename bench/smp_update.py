@@ -1,21 +1,31 @@
 #!/usr/bin/python3
-# smp_update.py: SMP firmware update and file sync through bgsyncd on
-# bgsync-sim (issue 5), the whole stack of tests/e2e (sim, bgsync-wearable,
-# bgsyncd, the companion app) with the wearable's link capped:
+# smp_update.py: SMP firmware update and file sync on bgsync-sim (issue 5).
+#
+# Part 1, through bgsyncd: the whole stack of tests/e2e (sim,
+# bgsync-wearable, bgsyncd, the companion app) with the wearable's link
+# capped:
 #   2M PHY + DLE: 160 KB/s, ATT MTU 247, a 400 KiB image / file
 #   1M PHY, 23-byte MTU: 10 KB/s, 64 KiB (400 KiB would take ~50 s+ per run)
 #   no cap (MTU 517): the agent's own overhead
-# When a run at the realistic MTU fails (today: firmware upload at an ATT
-# MTU below 517 times out), the failure is a row and the run is repeated at
-# MTU 517 with the same rate cap.
+# each with the SMP client as shipped ("pipelined": frames of the device's
+# buf_size, buf_count - 1 requests in flight, from OS params 0/6) and as it
+# was before ("1 in flight": [Profile smp] OsParams=false, 384-byte frames,
+# one request at a time).
 # Times come from the app's event stream (stamped as they arrive): total is
 # Request() allowed -> Completed; the upload phase is "reading the device's
 # images" -> "marking the new image for test"; ideal = bytes / link rate.
 # bgsyncd CPU is /proc/<pid>/stat utime+stime around the task.
-# Env: BGSYNCD, BGSYNC_SIM, BGSYNC_WEARABLE; BENCH_QUICK=1 for small sizes.
+#
+# Part 2, the SMP client alone on bgsync's GATT transport (smp-bench, no
+# bgsyncd): the same upload and download on the AcquireWrite/AcquireNotify
+# (fd) path and on the WriteValue-per-chunk path, one in flight and
+# pipelined. bgsyncd itself always takes the fd path where BlueZ offers it.
+# Env: BGSYNCD, BGSYNC_SIM, BGSYNC_WEARABLE, SMP_BENCH; BENCH_QUICK=1 for
+# small sizes; BENCH_PART=1 or 2 for one part.
 import hashlib
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -23,7 +33,7 @@ import benchlib
 import dbus
 import e2e
 import mcuboot
-from harness import call
+from harness import call, wait_until
 
 KIB = 1024
 QUICK = os.environ.get('BENCH_QUICK') == '1'
@@ -58,7 +68,16 @@ def first(stamps, pred):
     return None
 
 
-def run(kind, rate, mtu, size):
+BASE_MODEL = e2e.MODEL
+VARIANTS = [
+    ('pipelined', ''),
+    ('1 in flight', '[Profile smp]\nOsParams=false\n'),
+]
+
+
+def run(kind, rate, mtu, size, model_extra=''):
+    # per-model parameters reach the profile from the model file
+    e2e.MODEL = BASE_MODEL + model_extra
     s = e2e.Stack()
     s.start()
     try:
@@ -104,43 +123,143 @@ def run(kind, rate, mtu, size):
         s.cleanup()
 
 
+def part1():
+    rows = []
+    for kind in ('update', 'file-sync'):
+        for lname, rate, mtu, size in LINKS:
+            for vname, extra in VARIANTS:
+                tries = [mtu] if mtu == 517 else [mtu, 517]
+                for m in tries:
+                    try:
+                        r = run(kind, rate, m, size, extra)
+                    except e2e.Failure as e:
+                        msg = str(e).split('\n')[0]
+                        print('  %s / %s / %s / mtu %d: FAILED %s' % (kind, lname, vname, m, msg),
+                              flush=True)
+                        m2 = re.search(r"'message': '([^']*)'", msg)
+                        short = (m2.group(1) if m2 else msg).split(': ')[-1].split(' in ')[0]
+                        rows.append([kind, lname, vname, '%d KiB' % (size // KIB), m, 'FAILED', '',
+                                     '', '', '', short, ''])
+                        continue
+                    ideal = r['bytes'] / rate if rate else None
+                    rows.append([kind, lname, vname, '%d KiB' % (size // KIB), m,
+                                 '%.2f' % ideal if ideal else '-',
+                                 '%.2f' % r['transfer'], '%.2f' % r['total'],
+                                 '%.2f' % (r['transfer'] / ideal) if ideal else '-',
+                                 '%.2f' % (r['total'] / ideal) if ideal else '-',
+                                 benchlib.human_rate(r['bytes'] / r['transfer']),
+                                 '%.2f' % r['cpu']])
+                    print('  %s / %s / %s / mtu %d: %s' % (kind, lname, vname, m, r), flush=True)
+                    break
+    print()
+    print(benchlib.table(['task', 'link', 'client', 'size', 'mtu', 'ideal s', 'transfer s',
+                          'total s', 'transfer/ideal', 'total/ideal', 'throughput',
+                          'bgsyncd cpu s'], rows))
+    print('\n(FAILED rows give the error; the run is repeated at MTU 517 with the same cap)')
+    print('(update: transfer = image upload phase, total includes test, reset, the 1 s reboot, '
+          'reconnect and confirm; file-sync: transfer = total)')
+
+
+# part 2: (client name, smp-bench args)
+MODES = [
+    ('1 in flight, 384 B', ['--no-params']),
+    ('pipelined', []),
+]
+PATHS = [('fd', []), ('WriteValue', ['--no-acquire'])]
+
+
+def discover(s):
+    bus = s.backend.bus
+    adapter = dbus.Interface(bus.get_object('org.bluez', '/org/bluez/hci0'), 'org.bluez.Adapter1')
+    path = '/org/bluez/hci0/dev_' + s.address.upper().replace(':', '_')
+    om = dbus.Interface(bus.get_object('org.bluez', '/'), 'org.freedesktop.DBus.ObjectManager')
+    call(adapter.StartDiscovery)
+    wait_until(lambda: path in call(om.GetManagedObjects), 20, 'the wearable discovered')
+    call(adapter.StopDiscovery)
+    return path
+
+
+def parse_kv(line):
+    return dict(kv.split('=', 1) for kv in line.split())
+
+
+def part2():
+    smp_bench = os.environ.get('SMP_BENCH')
+    if not smp_bench:
+        print('part 2 skipped: SMP_BENCH is not set')
+        return
+    rows = []
+    for lname, rate, mtu, size in LINKS:
+        if rate == 0:
+            continue
+        e2e.MODEL = BASE_MODEL
+        s = e2e.Stack()
+        s.start()
+        try:
+            call(s.sim().Configure, dbus.Dictionary({'mtu': dbus.UInt32(mtu)}, signature='sv'))
+            call(s.sim().SetLinkRate, s.address, dbus.UInt64(rate))
+            path = discover(s)
+            img, _ = mcuboot.build(size)
+            img_path = os.path.join(s.tmp, 'fw.bin')
+            with open(img_path, 'wb') as f:
+                f.write(img)
+            data = bytes(((i * 31 + 7) & 0xff) for i in range(size))
+            with open(os.path.join(s.tmp, 'wearable', 'files', 'big.bin'), 'wb') as f:
+                f.write(data)
+            out = os.path.join(s.tmp, 'out.bin')
+            ideal = size / rate
+            for kind in ('upload', 'download'):
+                for pname, pargs in PATHS:
+                    for mname, margs in MODES:
+                        argv = [smp_bench, '--device', path, '--timeout', '240'] + pargs + margs
+                        if kind == 'upload':
+                            argv += ['--upload', img_path]
+                        else:
+                            argv += ['--download', '/big.bin', '--output', out]
+                        p = subprocess.run(argv, env=s.env(), capture_output=True, text=True,
+                                           timeout=300)
+                        line = p.stdout.strip().split('\n')[-1] if p.stdout.strip() else ''
+                        if p.returncode != 0 or not line:
+                            err = (p.stderr.strip().split('\n') or ['?'])[-1]
+                            print('  %s / %s / %s / %s: FAILED %s' % (kind, lname, pname, mname, err),
+                                  flush=True)
+                            rows.append([kind, lname, pname, mname, mtu, 'FAILED', '', '', '', '',
+                                         err, ''])
+                            continue
+                        r = parse_kv(line)
+                        if kind == 'download':
+                            with open(out, 'rb') as f:
+                                if f.read() != data:
+                                    raise e2e.Failure('download: content differs')
+                        wall = float(r['wall'])
+                        nbytes = int(r['bytes'])
+                        rows.append([kind, lname, pname, mname, r['mtu'], r['frame'],
+                                     r['max_inflight'], '%.2f' % ideal, '%.2f' % wall,
+                                     '%.2f' % (wall / ideal), benchlib.human_rate(nbytes / wall),
+                                     r['cpu']])
+                        print('  %s / %s / %s / %s: %s' % (kind, lname, pname, mname, line), flush=True)
+        finally:
+            s.stop()
+            s.cleanup()
+    print()
+    print(benchlib.table(['op', 'link', 'path', 'client', 'mtu', 'frame', 'in flight', 'ideal s',
+                          'wall s', 'x ideal', 'throughput', 'cpu s'], rows))
+    print('\n(smp-bench: the SMP client on bgsync\'s GATT transport, no bgsyncd; wall from the '
+          'first upload/download request to the end; cpu = the whole smp-bench process)')
+
+
 def main():
     for v in ('BGSYNCD', 'BGSYNC_SIM', 'BGSYNC_WEARABLE'):
         if not os.environ.get(v):
             print('smp-update benchmark: %s must point at the built program' % v)
             return 77
     print('bench/smp-update on bgsync-sim; %s' % benchlib.machine())
-    rows = []
-    for kind in ('update', 'file-sync'):
-        for lname, rate, mtu, size in LINKS:
-            tries = [mtu] if mtu == 517 else [mtu, 517]
-            for m in tries:
-                try:
-                    r = run(kind, rate, m, size)
-                except e2e.Failure as e:
-                    msg = str(e).split('\n')[0]
-                    print('  %s / %s / mtu %d: FAILED %s' % (kind, lname, m, msg), flush=True)
-                    m2 = re.search(r"'message': '([^']*)'", msg)
-                    short = (m2.group(1) if m2 else msg).split(': ')[-1].split(' in ')[0]
-                    rows.append([kind, lname, '%d KiB' % (size // KIB), m, 'FAILED', '', '', '', '',
-                                 short, ''])
-                    continue
-                ideal = r['bytes'] / rate if rate else None
-                rows.append([kind, lname, '%d KiB' % (size // KIB), m,
-                             '%.2f' % ideal if ideal else '-',
-                             '%.2f' % r['transfer'], '%.2f' % r['total'],
-                             '%.2f' % (r['transfer'] / ideal) if ideal else '-',
-                             '%.2f' % (r['total'] / ideal) if ideal else '-',
-                             benchlib.human_rate(r['bytes'] / r['transfer']),
-                             '%.2f' % r['cpu']])
-                print('  %s / %s / mtu %d: %s' % (kind, lname, m, r), flush=True)
-                break
-    print()
-    print(benchlib.table(['task', 'link', 'size', 'mtu', 'ideal s', 'transfer s', 'total s',
-                          'transfer/ideal', 'total/ideal', 'throughput', 'bgsyncd cpu s'], rows))
-    print('\n(FAILED rows give the error; the run is repeated at MTU 517 with the same cap)')
-    print('(update: transfer = image upload phase, total includes test, reset, the 1 s reboot, '
-          'reconnect and confirm; file-sync: transfer = total)')
+    part = os.environ.get('BENCH_PART')
+    if part in (None, '', '1'):
+        part1()
+    if part in (None, '', '2'):
+        part2()
+    print('\nload at the end: %.2f' % os.getloadavg()[0])
     return 0
 
 

@@ -189,6 +189,59 @@ attach_client (SmpRun *s)
 	s->link_up = TRUE;
 }
 
+typedef struct {
+	SmpRun *s;
+	SmpLinkFunc next;
+} OpenCtx;
+
+static void
+params_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	OpenCtx *ctx = user_data;
+	SmpRun *s = ctx->s;
+	SmpLinkFunc next = ctx->next;
+	g_autoptr(GError) error = NULL;
+	gboolean supported = FALSE;
+
+	g_free (ctx);
+	if (!bgs_smp_client_query_params_finish (s->client, res, &supported, &error)) {
+		/* link lost: the reconnect (if any) asks again */
+		if (is_canceled (error) || bgs_run_is_finished (s->run) || !s->link_up ||
+		    g_error_matches (error, BGS_ERROR, BGS_ERROR_IO))
+			return;
+		/* a device that does not answer at all fails the next step
+		 * with a clear error; go on with the defaults */
+		g_debug ("SMP parameters: %s", error->message);
+	}
+	g_info ("task %" G_GINT64_FORMAT ": SMP frames of %" G_GSIZE_FORMAT " bytes, %u in flight%s",
+		bgs_run_get_task_id (s->run), bgs_smp_client_get_max_frame (s->client),
+		bgs_smp_client_get_window (s->client), supported ? "" : " (device has no OS parameters)");
+	next (s);
+}
+
+/* sizes the client to the device's SMP buffers (OS command 6), then @next;
+ * after a reboot the firmware, and so its buffers, may have changed.
+ * [Profile smp] Window= caps the requests in flight (1: no pipelining);
+ * OsParams=false skips the question (384-byte frames, one in flight) for
+ * firmware that mishandles it. */
+static void
+smp_link_ready (SmpRun *s, SmpLinkFunc next)
+{
+	const char *ask = bgs_run_get_param (s->run, "OsParams");
+	OpenCtx *ctx;
+
+	if (ask != NULL && (g_ascii_strcasecmp (ask, "false") == 0 || g_strcmp0 (ask, "0") == 0 ||
+			    g_ascii_strcasecmp (ask, "no") == 0)) {
+		next (s);
+		return;
+	}
+	ctx = g_new0 (OpenCtx, 1);
+	ctx->s = s;
+	ctx->next = next;
+	bgs_smp_client_query_params_async (s->client, param_uint (s, "Window", BGS_SMP_DEFAULT_WINDOW_CAP),
+					   s->cancellable, params_cb, ctx);
+}
+
 static void
 reconnected_cb (BgsTransport *transport, gpointer user_data)
 {
@@ -196,13 +249,8 @@ reconnected_cb (BgsTransport *transport, gpointer user_data)
 
 	attach_client (s);
 	/* the MTU may differ after a reboot; the step decides what to resume */
-	update_continue (s);
+	smp_link_ready (s, update_continue);
 }
-
-typedef struct {
-	SmpRun *s;
-	SmpLinkFunc next;
-} OpenCtx;
 
 static void
 open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
@@ -225,7 +273,7 @@ open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	s->disconnected_id = g_signal_connect (transport, "disconnected", G_CALLBACK (disconnected_cb), s);
 	s->reconnected_id = g_signal_connect (transport, "reconnected", G_CALLBACK (reconnected_cb), s);
 	attach_client (s);
-	next (s);
+	smp_link_ready (s, next);
 }
 
 static void

@@ -30,5 +30,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 		g_clear_pointer (&bytes, g_bytes_unref);
 	bgs_smp_parse_fs_upload (resp->body, &off, NULL);
 	bgs_smp_parse_fs_hash (resp->body, &type, &total, &bytes, NULL);
+	bgs_smp_parse_os_params (resp->body, &off, &total, NULL);
 	return 0;
 }

@@ -462,6 +462,32 @@ upload_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 static void
+params_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fx *f = user_data;
+	gboolean supported = FALSE;
+
+	f->ok = bgs_smp_client_query_params_finish (f->client, result, &supported, &f->error) &&
+		supported;
+	f->done = TRUE;
+}
+
+/* the wearable's SMP buffers (OS command 6): 512-byte frames, 4 buffers,
+ * so 3 requests in flight through BlueZ's API */
+static void
+query_params (Fx *f)
+{
+	f->done = FALSE;
+	f->ok = FALSE;
+	g_clear_error (&f->error);
+	bgs_smp_client_query_params_async (f->client, 0, NULL, params_cb, f);
+	assert_true (wait_done (f));
+	assert_null (f->error);
+	assert_true (f->ok);
+	assert_int_equal (bgs_smp_client_get_window (f->client), 3);
+}
+
+static void
 update_through_reboot (Fx *f, gboolean address_change, const char *addr_after)
 {
 	guint8 hash[32];
@@ -475,6 +501,7 @@ update_through_reboot (Fx *f, gboolean address_change, const char *addr_after)
 	connect_device (f, "00:AA:01:00:00:01");
 	before = read_state (f);
 	assert_string_equal (g_array_index (before, BgsSmpImageSlot, 0).version, "1.0.0");
+	query_params (f);
 
 	f->done = FALSE;
 	bgs_smp_client_upload_image_async (f->client, bytes, 0, FALSE, NULL, NULL, NULL, upload_cb, f);
@@ -482,6 +509,12 @@ update_through_reboot (Fx *f, gboolean address_change, const char *addr_after)
 	if (f->error != NULL)
 		print_error ("upload: %s\n", f->error->message);
 	assert_true (f->ok);
+	{
+		BgsSmpClientStats st;
+
+		bgs_smp_client_get_stats (f->client, &st);
+		assert_int_equal (st.max_inflight, 3);
+	}
 
 	{
 		g_autoptr(GBytes) body = bgs_smp_build_image_state_set (hash, FALSE);
@@ -573,6 +606,7 @@ test_link_lost_resume (void **state)
 
 	start_wearable (f, NULL);
 	connect_device (f, "00:AA:01:00:00:01");
+	query_params (f);
 	f->done = FALSE;
 	bgs_smp_client_upload_image_async (f->client, bytes, 0, FALSE, drop_after_half, f, NULL,
 					   upload_cb, f);
