@@ -22,6 +22,7 @@ typedef struct {
 	BgsLinks *links;
 	BgsTransport *transport; /* weak: GATT or RFCOMM */
 	char *address;        /* the address the device had */
+	char *left_address;   /* the one it left (came back elsewhere), NULL if none */
 	char *next_address;   /* address + delta, NULL if the model says nothing */
 	char *name;
 	gboolean same_name;
@@ -31,8 +32,16 @@ typedef struct {
 	gulong presence_id;
 	gboolean connecting;
 	gboolean discovering;
-	GCancellable *cancellable;
+	GCancellable *cancellable; /* the attempt in flight */
+	struct KeeperAttempt *attempt;
+	char *target;          /* the device path that attempt connects to */
+	gboolean switching;    /* a better target showed up: try it next */
 } Keeper;
+
+/* one reconnect attempt; outlives the keeper when it is canceled late */
+typedef struct KeeperAttempt {
+	Keeper *k; /* NULL once the keeper is gone */
+} KeeperAttempt;
 
 char *
 bgs_address_add (const char *address, gint delta)
@@ -101,8 +110,12 @@ keeper_free (gpointer data)
 	if (k->presence_id != 0)
 		g_signal_handler_disconnect (k->links->devices, k->presence_id);
 	set_discovery (k, FALSE);
+	if (k->attempt != NULL)
+		k->attempt->k = NULL;
 	g_cancellable_cancel (k->cancellable);
 	g_object_unref (k->cancellable);
+	g_free (k->target);
+	g_free (k->left_address);
 	g_free (k->address);
 	g_free (k->next_address);
 	g_free (k->name);
@@ -122,6 +135,9 @@ keeper_find (Keeper *k)
 		const char *addr = bgs_device_get_address (dev);
 
 		if (!bgs_device_is_present (dev))
+			continue;
+		/* the agent may count it present a while after it moved */
+		if (k->left_address != NULL && g_ascii_strcasecmp (addr, k->left_address) == 0)
 			continue;
 		if (k->next_address != NULL && g_ascii_strcasecmp (addr, k->next_address) == 0)
 			return dev;
@@ -161,17 +177,28 @@ keeper_schedule (Keeper *k)
 static void
 reconnect_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 {
-	Keeper *k = user_data;
+	KeeperAttempt *a = user_data;
+	Keeper *k = a->k;
 	g_autoptr(GError) error = NULL;
+	gboolean ok = bgs_transport_reconnect_finish (BGS_TRANSPORT (source), res, &error);
 
-	if (!bgs_transport_reconnect_finish (BGS_TRANSPORT (source), res, &error)) {
-		if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-			return;
-		k->connecting = FALSE;
+	g_free (a);
+	if (k == NULL)
+		return;
+	k->attempt = NULL;
+	k->connecting = FALSE;
+	if (!ok) {
 		g_debug ("reconnect to %s failed: %s", k->address, error->message);
+		if (k->switching) {
+			/* abandoned for a device that showed up meanwhile */
+			k->switching = FALSE;
+			keeper_try (k);
+			return;
+		}
 		keeper_schedule (k);
 		return;
 	}
+	k->switching = FALSE;
 	k->connecting = FALSE;
 	k->backoff_ms = BACKOFF_MIN_MS;
 	set_discovery (k, FALSE);
@@ -195,12 +222,19 @@ keeper_try (Keeper *k)
 	/* follow the device to its new address: it is the same device now */
 	if (g_ascii_strcasecmp (bgs_device_get_address (dev), k->address) != 0) {
 		g_info ("device %s came back as %s", k->address, bgs_device_get_address (dev));
-		g_free (k->address);
+		g_free (k->left_address);
+		k->left_address = k->address;
 		k->address = g_strdup (bgs_device_get_address (dev));
 	}
 	k->connecting = TRUE;
-	bgs_transport_reconnect_async (k->transport, bgs_device_get_bluez_path (dev),
-				       k->cancellable, reconnect_cb, k);
+	g_free (k->target);
+	k->target = g_strdup (bgs_device_get_bluez_path (dev));
+	g_object_unref (k->cancellable);
+	k->cancellable = g_cancellable_new ();
+	k->attempt = g_new0 (KeeperAttempt, 1);
+	k->attempt->k = k;
+	bgs_transport_reconnect_async (k->transport, k->target, k->cancellable, reconnect_cb,
+				       k->attempt);
 }
 
 static void
@@ -220,6 +254,34 @@ keeper_presence_cb (BgsDevices *devices, const char *id, gboolean present, gpoin
 	Keeper *k = user_data;
 
 	if (present && k->transport != NULL && !bgs_transport_is_connected (BGS_TRANSPORT (k->transport))) {
+		if (k->connecting) {
+			BgsDevice *dev;
+
+			/* a try at the old address (the agent may still count
+			 * it present; its page takes the whole connect timeout,
+			 * with retries) gives way to a better match seen back,
+			 * e.g. at address + 1 */
+			if (k->switching)
+				return;
+			dev = keeper_find (k);
+			if (dev == NULL || !bgs_device_is_present (dev) ||
+			    g_strcmp0 (bgs_device_get_bluez_path (dev), k->target) == 0)
+				return;
+			g_info ("device %s: %s showed up, abandoning the try at %s", k->address,
+				bgs_device_get_address (dev), k->target);
+			/* follow it now: the try may take a while to give up, and
+			 * bluetoothd may forget the device meanwhile (then the
+			 * next try scans for it, not for the old address) */
+			if (g_ascii_strcasecmp (bgs_device_get_address (dev), k->address) != 0) {
+				g_info ("device %s came back as %s", k->address, bgs_device_get_address (dev));
+				g_free (k->left_address);
+				k->left_address = k->address;
+				k->address = g_strdup (bgs_device_get_address (dev));
+			}
+			k->switching = TRUE;
+			g_cancellable_cancel (k->cancellable);
+			return;
+		}
 		if (k->retry_id != 0) {
 			g_source_remove (k->retry_id);
 			k->retry_id = 0;
