@@ -307,6 +307,44 @@ def test_device_use_link_drop_cancels(stack):
     ch.close()
 
 
+@pytest.mark.stack(config={'Policy': {'IdleTimeout': '1'}})
+def test_only_rfcomm_io_counts_for_the_idle_rule(stack):
+    app, ch = stack.run_channel_app('--name', 'bulk', '--entry', 'test-rfcomm')
+    ch.wait_event('connected')
+    ch.sink(data_of(64 * 1024, 6))
+    # the app keeps talking to the agent, the device says nothing: idle
+    end = None
+    for i in range(60):
+        ch.send_control('progress 1 waiting')
+        try:
+            end = app.wait_end(0.25)
+            break
+        except e2e.Failure:
+            pass
+    assert end is not None, 'channel traffic kept the instance alive'
+    assert end['event'] == 'canceled' and end['reason'] == 'idle-task', end
+    ch.close()
+
+
+def test_malformed_channel_frame_fails_the_task(stack):
+    app, ch = stack.run_channel_app('--name', 'bulk', '--entry', 'test-rfcomm')
+    ch.wait_event('connected')
+    ch.sock.sendall(b'X' + struct.pack('>I', 3) + b'abc')
+    end = app.wait_end(30)
+    assert end['event'] == 'completed' and not end['success'], end
+    assert end['error'] == 'org.bgsync.Error.InvalidArgs', end
+    assert 'malformed frame' in end['message'], end
+    assert stack.daemon.poll() is None
+    # and one that claims 4 GiB
+    app, ch2 = stack.run_channel_app('--name', 'bulk', '--entry', 'test-rfcomm')
+    ch2.wait_event('connected')
+    ch2.sock.sendall(b'D' + struct.pack('>I', 0xffffffff))
+    end = app.wait_end(30)
+    assert end['event'] == 'completed' and 'malformed frame' in end['message'], end
+    ch.close()
+    ch2.close()
+
+
 def agent_device(stack):
     mgr = dbus.Interface(stack.backend.bus.get_object('org.bgsync', '/org/bgsync'),
                          'org.bgsync.Manager1')
