@@ -289,6 +289,44 @@ def test_servicing_continues_over_a_new_session_after_reboot_at_address_plus_1(s
     ch.close()
 
 
+def test_servicing_survives_a_bluetoothd_restart(stack):
+    app, ch = stack.run_channel_app('--name', 'service', '--trigger', 'device-servicing',
+                                    '--entry', 'test-rfcomm', '--estimate', '60')
+    ch.wait_event('connected')
+    ch.sink(data_of(128 * 1024, 8))
+    # bluetoothd releases every profile (ours and the wearable's) and comes
+    # back; the keeper registers ours again and opens a new session
+    call(stack.sim().RestartBluez)
+    ch.wait_event('disconnected', 30)
+    assert ch.wait_event('reconnected', 60).startswith('reconnected')
+    assert ch.info()['boot'] == '0'
+    ch.sink(data_of(MIB, 10))
+    ch.source(MIB, 11)
+    ch.send_control('complete')
+    end = app.wait_end(60)
+    assert end['event'] == 'completed' and end['success'], end
+    ch.close()
+
+
+def test_device_hangs_up_on_a_malformed_bulk_frame(stack):
+    app, ch = stack.run_channel_app('--name', 'bulk', '--entry', 'test-rfcomm')
+    ch.wait_event('connected')
+    # non-zero flags: the device cannot find the next frame and hangs up
+    ch.send_device(bytes([ECHO, 1, 0, 0]) + struct.pack('>I', 4) + b'abcd')
+    end = app.wait_end(30)
+    assert end['event'] in ('canceled', 'completed') and not end.get('success'), end
+    assert stack.daemon.poll() is None
+    assert 'malformed frame' in stack.log('wearable', 40)
+    ch.close()
+    # and serves the next session
+    app, ch = stack.run_channel_app('--name', 'bulk', '--entry', 'test-rfcomm')
+    ch.wait_event('connected')
+    ch.sink(data_of(4096, 12))
+    ch.send_control('complete')
+    assert app.wait_end(30)['event'] == 'completed'
+    ch.close()
+
+
 @pytest.mark.stack(lost_timeout=30)
 def test_device_use_link_drop_cancels(stack):
     app, ch = stack.run_channel_app('--name', 'bulk', '--entry', 'test-rfcomm')
