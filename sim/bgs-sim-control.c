@@ -414,6 +414,36 @@ control_method (SimIface *iface, const gchar *sender, const gchar *method,
 		return;
 	}
 
+	/* faults of the GATT sockets; they name a device the adapters may
+	 * not know yet, so no peer lookup */
+	if (g_strcmp0 (method, "SetAcquireMTU") == 0) {
+		gint32 mtu;
+		g_variant_get (params, "(&si)", &address, &mtu);
+		if (!sim_address_valid (address) || mtu > G_MAXUINT16) {
+			g_dbus_method_invocation_return_dbus_error (inv, ERR_INVALID,
+					"an address and an MTU up to 65535 (negative: the real one)");
+			return;
+		}
+		sim_gatt_set_acquire_mtu (address, mtu);
+		g_dbus_method_invocation_return_value (inv, NULL);
+		return;
+	}
+	if (g_strcmp0 (method, "CloseAcquired") == 0) {
+		const gchar *which;
+		gboolean notify, write;
+		g_variant_get (params, "(&s&s)", &address, &which);
+		notify = g_strcmp0 (which, "notify") == 0 || g_strcmp0 (which, "all") == 0;
+		write = g_strcmp0 (which, "write") == 0 || g_strcmp0 (which, "all") == 0;
+		if (!notify && !write) {
+			g_dbus_method_invocation_return_dbus_error (inv, ERR_INVALID,
+					"which is notify, write or all");
+			return;
+		}
+		g_dbus_method_invocation_return_value (inv, g_variant_new ("(u)",
+				sim_gatt_close_acquired (sim, address, notify, write)));
+		return;
+	}
+
 	/* everything else acts on one device */
 	g_variant_get_child (params, 0, "&s", &address);
 	peer = sim_peer_find (sim, address);

@@ -1166,6 +1166,64 @@ rchrc_close_write (SimRChrc *rc)
 	sim_iface_set (rc->iface, "WriteAcquired", g_variant_new_boolean (FALSE));
 }
 
+/* ---- faults (org.bgsync.Sim1.SetAcquireMTU, CloseAcquired) ---- */
+
+/* device address -> reported MTU + 1: what a hostile or buggy stack says,
+ * the socket itself is unchanged (the device still cuts at the real MTU) */
+static GHashTable *mtu_faults;
+
+void
+sim_gatt_set_acquire_mtu (const gchar *address, gint mtu)
+{
+	g_autofree gchar *key = g_ascii_strup (address, -1);
+
+	if (mtu_faults == NULL)
+		mtu_faults = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+	if (mtu < 0)
+		g_hash_table_remove (mtu_faults, key);
+	else
+		g_hash_table_insert (mtu_faults, g_steal_pointer (&key),
+				     GUINT_TO_POINTER ((guint) MIN (mtu, G_MAXUINT16) + 1));
+}
+
+static guint16
+fault_mtu (SimRChrc *rc, guint16 mtu)
+{
+	gpointer v = mtu_faults != NULL ? g_hash_table_lookup (mtu_faults, rc->dev->address) : NULL;
+
+	return v != NULL ? (guint16) (GPOINTER_TO_UINT (v) - 1) : mtu;
+}
+
+/* closes the simulator's ends of the sockets acquired on @address's
+ * characteristics, as a device or bluetoothd dropping them mid-transfer;
+ * returns how many it closed */
+guint
+sim_gatt_close_acquired (Sim *sim, const gchar *address, gboolean notify, gboolean write)
+{
+	g_autofree gchar *key = g_ascii_strup (address, -1);
+	guint n = 0;
+
+	for (guint i = 0; i < sim->adapters->len; i++) {
+		SimAdapter *a = g_ptr_array_index (sim->adapters, i);
+		SimDevice *dev = g_hash_table_lookup (a->devices, key);
+
+		if (dev == NULL || dev->rchrcs == NULL)
+			continue;
+		for (guint k = 0; k < dev->rchrcs->len; k++) {
+			SimRChrc *rc = g_ptr_array_index (dev->rchrcs, k);
+			if (notify && rc->notify_fd >= 0) {
+				rchrc_close_notify (rc);
+				n++;
+			}
+			if (write && rc->write_fd >= 0) {
+				rchrc_close_write (rc);
+				n++;
+			}
+		}
+	}
+	return n;
+}
+
 static gboolean
 make_pair (gint fds[2], GDBusMethodInvocation *inv)
 {
@@ -1196,7 +1254,7 @@ acquire_write (SimRChrc *rc, GDBusMethodInvocation *inv)
 	rc->write_src = g_unix_fd_add (rc->write_fd, G_IO_IN | G_IO_HUP | G_IO_ERR,
 				       write_fd_readable, rc);
 	sim_iface_set (rc->iface, "WriteAcquired", g_variant_new_boolean (TRUE));
-	return_fd (inv, fds[1], rc->write_mtu);
+	return_fd (inv, fds[1], fault_mtu (rc, rc->write_mtu));
 }
 
 /* ---- GattCharacteristic1 / GattDescriptor1 ---- */
@@ -1356,7 +1414,7 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 		rc->notify_hup = g_unix_fd_add (fds[0], G_IO_HUP | G_IO_ERR, notify_fd_hup, rc);
 		sim_iface_set (rc->iface, "NotifyAcquired", g_variant_new_boolean (TRUE));
 		rchrc_update_subscription (rc, was);
-		return_fd (inv, fds[1], negotiated_mtu (rc->dev->link->mtu, acquire_mtu));
+		return_fd (inv, fds[1], fault_mtu (rc, negotiated_mtu (rc->dev->link->mtu, acquire_mtu)));
 	} else if (g_strcmp0 (method, "AcquireWrite") == 0) {
 		if (!check_connected (rc->dev, inv))
 			return;

@@ -387,6 +387,10 @@ void sim_gatt_link_down (SimDevice *dev);
 void sim_gatt_forget (Sim *sim, GPtrArray *services);
 void sim_gatt_orphan_device (SimDevice *dev);
 gboolean sim_flags_has (const gchar *const *flags, const gchar *flag);
+/* faults: the MTU Acquire* report for a device (-1: the real one), and
+ * closing its acquired sockets now */
+void sim_gatt_set_acquire_mtu (const gchar *address, gint mtu);
+guint sim_gatt_close_acquired (Sim *sim, const gchar *address, gboolean notify, gboolean write);
 
 /* bgs-sim-peripheral.c */
 void sim_peripheral_add_ifaces (SimAdapter *adapter);

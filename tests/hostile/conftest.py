@@ -6,6 +6,7 @@
 #
 # BGS_VALGRIND=1 runs bgsyncd under valgrind (memcheck): an invalid read or
 # a definite leak makes it exit non-zero, which fails the test like a crash.
+import importlib.util
 import os
 import shutil
 import stat
@@ -15,8 +16,19 @@ import tempfile
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'integration'))
-import harness  # noqa: E402
+
+
+def _load(name, path):
+    # tests/integration's harness.py and tests/scenarios' harness.py share a
+    # module name; the first is loaded as it_harness so both can be used
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+harness = _load('it_harness', os.path.join(HERE, '..', 'integration', 'harness.py'))
 
 VALGRIND = """#!/bin/sh
 exec valgrind --quiet --error-exitcode=99 --leak-check=full \\

@@ -7,7 +7,7 @@
 # test whose agent logged a CRITICAL, or did not exit 0 on SIGTERM).
 import pytest
 
-from harness import (BAND3, DEVICES, MOCK, PROPS, WATCH1, WATCH2, start_run, still_serving)
+from it_harness import (BAND3, DEVICES, MOCK, PROPS, WATCH1, WATCH2, start_run, still_serving)
 
 OM = 'org.freedesktop.DBus.ObjectManager'
 DEVICE1 = 'org.bluez.Device1'
