@@ -72,6 +72,7 @@ struct _BgsWearableBulk {
 	char *bluez_owner;
 	gboolean registered;
 	gboolean registering;
+	gboolean wanted;     /* on the air: registered, or about to be */
 	GList *conns;
 	guint boots;
 	guint reset_id;
@@ -495,6 +496,11 @@ registered_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 		return;
 	}
 	b->registered = TRUE;
+	/* reset while the call was in flight: off the air again */
+	if (!b->wanted) {
+		bgs_wearable_bulk_unregister (b);
+		return;
+	}
 	g_info ("RFCOMM bulk service %s on channel %u", BGS_BULK_UUID, b->channel);
 }
 
@@ -506,6 +512,7 @@ bgs_wearable_bulk_register (BgsWearableBulk *b, const char *bluez_owner)
 
 	g_free (b->bluez_owner);
 	b->bluez_owner = g_strdup (bluez_owner);
+	b->wanted = TRUE;
 	if (b->registered || b->registering)
 		return;
 	record = g_strdup_printf (record_fmt, BGS_BULK_UUID, b->channel);
@@ -530,6 +537,7 @@ void
 bgs_wearable_bulk_unregister (BgsWearableBulk *b)
 {
 	g_clear_handle_id (&b->reset_id, g_source_remove);
+	b->wanted = FALSE;
 	close_all (b, "the device resets");
 	if (!b->registered)
 		return;
@@ -544,6 +552,7 @@ bgs_wearable_bulk_bluez_gone (BgsWearableBulk *b)
 {
 	close_all (b, "bluetoothd went away");
 	b->registered = FALSE;
+	b->wanted = FALSE;
 	g_clear_pointer (&b->bluez_owner, g_free);
 }
 
