@@ -209,9 +209,12 @@ params_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 		if (is_canceled (error) || bgs_run_is_finished (s->run) || !s->link_up ||
 		    g_error_matches (error, BGS_ERROR, BGS_ERROR_IO))
 			return;
-		/* a device that does not answer at all fails the next step
-		 * with a clear error; go on with the defaults */
-		g_debug ("SMP parameters: %s", error->message);
+		/* firmware without the command answers ENOTSUP (handled as one in
+		 * flight); no answer after the retries is a dead device */
+		smp_fail (s, g_error_matches (error, BGS_ERROR, BGS_ERROR_TIMED_OUT) ?
+			  BGS_ERROR_TIMED_OUT : BGS_ERROR_PROTOCOL,
+			  "the device does not answer SMP: %s", error->message);
+		return;
 	}
 	g_info ("task %" G_GINT64_FORMAT ": SMP frames of %" G_GSIZE_FORMAT " bytes, %u in flight%s",
 		bgs_run_get_task_id (s->run), bgs_smp_client_get_max_frame (s->client),
