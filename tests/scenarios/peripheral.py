@@ -392,6 +392,8 @@ class Peer(dbus.service.Object):
         self.profile = ServerProfile(self, '/org/bgsync/testpeer/spp')
         self.registered = False
         self.ready_printed = False
+        self.readv_waiters = []
+        self.readv_busy = False
         bus.watch_name_owner(BLUEZ, self._bluez_owner)
         bus.add_signal_receiver(self._adapter_changed, 'PropertiesChanged', PROPS, BLUEZ,
                                 adapter)
@@ -437,11 +439,27 @@ class Peer(dbus.service.Object):
     def readvertise(self, done=None):
         """Unregister (whatever it says) and register the advert again: a
         new advertising enable, which a scanner hears even where the
-        emulator reports an advert once per enable (btvirt)."""
+        emulator reports an advert once per enable (btvirt). One cycle at a
+        time: a request during a cycle gets a cycle of its own after it."""
+        self.readv_waiters.append(done)
+        if not self.readv_busy:
+            self._readvertise_cycle()
+
+    def _readvertise_cycle(self):
+        waiters, self.readv_waiters = self.readv_waiters, []
+        self.readv_busy = True
+
+        def finished(e):
+            self.readv_busy = False
+            for w in waiters:
+                if w:
+                    w(e)
+            if self.readv_waiters:
+                self._readvertise_cycle()
         ad = dbus.Interface(self.bus.get_object(BLUEZ, self.adapter), 'org.bluez.LEAdvertisingManager1')
         ad.UnregisterAdvertisement(self.adv.path,
-                                   reply_handler=lambda: self.register_adv(done),
-                                   error_handler=lambda e: self.register_adv(done))
+                                   reply_handler=lambda: self.register_adv(finished),
+                                   error_handler=lambda e: self.register_adv(finished))
 
     def register(self):
         obj = self.bus.get_object(BLUEZ, self.adapter)
@@ -454,10 +472,14 @@ class Peer(dbus.service.Object):
             if all(done.values()):
                 self.registered = True
                 self.stats['registrations'] += 1
-                self.register_adv()
-                if not self.ready_printed:
-                    print('READY %s' % self.bus.get_unique_name(), flush=True)
-                    self.ready_printed = True
+
+                def advertising(e):
+                    # ready once the advert is in (or refused): a test's
+                    # Readvertise must not race the first registration
+                    if not self.ready_printed:
+                        print('READY %s' % self.bus.get_unique_name(), flush=True)
+                        self.ready_printed = True
+                self.readvertise(advertising)
 
         def gatt_ok():
             done['gatt'] = True
