@@ -13,6 +13,9 @@
 #include <setjmp.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
 
 #include "bgs-error.h"
 #include "bgs-smp-client.h"
@@ -1102,6 +1105,121 @@ test_upload_fallback_one_in_flight (void **state)
 	run_window_upload (f, bgs_smp_client_get_window (f->client), BGS_SMP_DEFAULT_MAX_FRAME, 8000);
 }
 
+/* a fake fs device for downloads: answers requests in order with up to
+ * @chunk bytes of @file at the asked offset ("len" at offset 0) */
+static void
+fakedev_serve_download (FakeDev *d, GBytes *file, gsize chunk, gboolean lose)
+{
+	g_autoptr(GBytes) frame = NULL;
+	g_autoptr(BgsSmpResponse) req = NULL;
+	g_autoptr(GBytes) body = NULL;
+	g_autoptr(GBytes) rsp = NULL;
+	BgsSmpBuilder *b;
+	guint64 off = 0;
+	gsize size = 0;
+	const guint8 *data = g_bytes_get_data (file, &size);
+	gsize n;
+
+	frame = g_ptr_array_steal_index (d->pending, 0);
+	d->handled++;
+	if (lose)
+		return;
+	req = bgs_smp_response_parse (g_bytes_get_data (frame, NULL), g_bytes_get_size (frame), NULL);
+	assert_non_null (req);
+	assert_int_equal (req->hdr.group, BGS_SMP_GROUP_FS);
+	assert_true (bgs_smp_map_get_uint (req->body, "off", &off, NULL));
+	assert_true (off <= size);
+	n = MIN (chunk, size - off);
+	b = bgs_smp_builder_new ();
+	bgs_smp_builder_add_uint (b, "off", off);
+	bgs_smp_builder_add_bytes (b, "data", data + off, n);
+	if (off == 0)
+		bgs_smp_builder_add_uint (b, "len", size);
+	body = bgs_smp_builder_end (b);
+	rsp = bgs_smp_frame_build (BGS_SMP_OP_READ_RSP, req->hdr.version, req->hdr.group,
+				   req->hdr.id, req->hdr.seq, body);
+	feed (d->f, rsp, 20);
+}
+
+static void
+download_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+	Fixture *f = user_data;
+	guint64 total = 0;
+
+	reset_result (f);
+	bgs_smp_client_download_file_finish (f->client, result, &total, &f->error);
+	f->done = TRUE;
+}
+
+/* pipelined download: @window requests in flight once the length and chunk
+ * are known; a short chunk mid-file (the device's chunk size changes) and a
+ * lost request are recovered; the file never has a hole */
+static void
+test_download_window (void **state)
+{
+	Fixture *f = *state;
+	gsize size = 5000;
+	g_autoptr(GBytes) file = pattern_image (size);
+	g_autofree char *path = g_build_filename (g_get_tmp_dir (), "smp-dl-XXXXXX", NULL);
+	int fd = g_mkstemp (path);
+	FakeDev d;
+	BgsSmpClientStats st;
+	guint rounds = 0;
+	gsize chunk = 200;
+	guint max_pending = 0;
+
+	assert_true (fd >= 0);
+	fakedev_init (&d, f);
+	bgs_smp_client_set_window (f->client, 3);
+	reset_result (f);
+	bgs_smp_client_download_file_async (f->client, "/f", fd, 0, NULL, NULL, NULL,
+					    download_done_cb, f);
+	while (!f->done && rounds++ < 10000) {
+		struct stat sb;
+
+		fakedev_collect (&d);
+		max_pending = MAX (max_pending, d.pending->len);
+		assert_true (d.pending->len <= 3);
+		if (d.pending->len == 0) {
+			/* nothing pending but not done: a request is lost, time out */
+			bgs_clock_fake_advance (f->clock, 2 * BGS_USEC_PER_SEC);
+			settle ();
+			continue;
+		}
+		/* the chunk shrinks after the 6th answer; the 12th request is lost */
+		if (d.handled == 6)
+			chunk = 150;
+		fakedev_serve_download (&d, file, chunk, d.handled == 12);
+		settle ();
+		/* what is on disk is always a prefix of the file */
+		assert_int_equal (fstat (fd, &sb), 0);
+		if (sb.st_size > 0) {
+			g_autofree guint8 *buf = g_malloc (sb.st_size);
+
+			assert_int_equal (pread (fd, buf, sb.st_size, 0), sb.st_size);
+			assert_memory_equal (buf, g_bytes_get_data (file, NULL), sb.st_size);
+		}
+	}
+	assert_true (f->done);
+	assert_null (f->error);
+	{
+		g_autofree char *got = NULL;
+		gsize got_len = 0;
+
+		assert_true (g_file_get_contents (path, &got, &got_len, NULL));
+		assert_int_equal (got_len, size);
+		assert_memory_equal (got, g_bytes_get_data (file, NULL), size);
+	}
+	bgs_smp_client_get_stats (f->client, &st);
+	assert_int_equal (max_pending, 3);
+	assert_int_equal (st.max_inflight, 3);
+	assert_true (st.rewinds >= 1);
+	close (fd);
+	g_unlink (path);
+	fakedev_clear (&d);
+}
+
 int
 main (void)
 {
@@ -1132,6 +1250,7 @@ main (void)
 		cmocka_unit_test_setup_teardown (test_upload_rewind_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_upload_rewind_duplicate_and_jump, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_upload_fallback_one_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_download_window, setup, teardown),
 	};
 
 	return cmocka_run_group_tests (tests, NULL, NULL);
