@@ -1585,7 +1585,7 @@ params_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 		g_task_return_int (task, 0);
 		return;
 	}
-	bgs_smp_client_set_max_frame (p->client, (gsize) MIN (size, (guint64) G_MAXSIZE));
+	bgs_smp_client_set_max_frame (p->client, (gsize) MIN (size, BGS_SMP_PARAMS_MAX_FRAME));
 	bgs_smp_client_set_window (p->client, bgs_smp_window_for_params (count, p->window_cap));
 	g_debug ("SMP: device buffers %" G_GUINT64_FORMAT " x %" G_GUINT64_FORMAT " bytes: frames of %" G_GSIZE_FORMAT ", %u in flight",
 		 count, size, p->client->max_frame, p->client->window);

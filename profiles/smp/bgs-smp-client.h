@@ -37,6 +37,10 @@ typedef gboolean (*BgsSmpSendFunc) (const guint8 *data, gsize len, gpointer user
 #define BGS_SMP_MAX_WINDOW 16
 /* in-flight cap when the caller gives none (a per-model setting overrides) */
 #define BGS_SMP_DEFAULT_WINDOW_CAP 4
+/* largest frame taken from a device's buf_size: bigger ones gain nothing on
+ * BLE, and a window of them on a 1M PHY link would outlast the request
+ * timeout and fill the transport's send queue */
+#define BGS_SMP_PARAMS_MAX_FRAME 4096
 
 BgsSmpClient *bgs_smp_client_new (BgsClock *clock, BgsSmpVersion version);
 BgsSmpClient *bgs_smp_client_ref (BgsSmpClient *client);
@@ -83,7 +87,7 @@ BgsSmpResponse *bgs_smp_client_call_finish (BgsSmpClient *client, GAsyncResult *
 
 /* asks the device for its SMP buffers (OS group command 6, "MCUmgr
  * parameters") and sizes the client to them: the frame limit becomes
- * buf_size and the window buf_count - 1 (at least 1, at most @window_cap, 0
+ * buf_size (at most BGS_SMP_PARAMS_MAX_FRAME) and the window buf_count - 1 (at least 1, at most @window_cap, 0
  * for BGS_SMP_DEFAULT_WINDOW_CAP), as mcumgr clients do. A device without
  * the command (any device error, e.g. MGMT_ERR_ENOTSUP, or a malformed
  * answer) gets one request in flight and the default frame; that is not an

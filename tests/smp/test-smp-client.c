@@ -848,6 +848,12 @@ answer_params_256x8 (guint8 seq, gpointer data)
 }
 
 static GBytes *
+answer_params_huge (guint8 seq, gpointer data)
+{
+	return params_response (seq, 65535, 1000);
+}
+
+static GBytes *
 answer_enotsup (guint8 seq, gpointer data)
 {
 	/* MGMT_ERR_ENOTSUP: firmware without the command */
@@ -879,6 +885,10 @@ test_params_window (void **state)
 	assert_int_equal (bgs_smp_client_get_window (f->client), BGS_SMP_DEFAULT_WINDOW_CAP);
 	assert_string_equal (query_params (f, 16, answer_params_256x8, NULL), "supported");
 	assert_int_equal (bgs_smp_client_get_window (f->client), 7);
+	/* absurd buffers are bounded */
+	assert_string_equal (query_params (f, 100, answer_params_huge, NULL), "supported");
+	assert_int_equal (bgs_smp_client_get_max_frame (f->client), BGS_SMP_PARAMS_MAX_FRAME);
+	assert_int_equal (bgs_smp_client_get_window (f->client), BGS_SMP_MAX_WINDOW);
 
 	assert_int_equal (bgs_smp_window_for_params (1, 4), 1);
 	assert_int_equal (bgs_smp_window_for_params (2, 4), 1);
