@@ -122,6 +122,10 @@ notify_readable_cb (GSocket *socket, GIOCondition cond, gpointer user_data)
 	n = recv (self->notify_fd, buf, sizeof buf, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return G_SOURCE_CONTINUE;
+	/* an empty notification is a 0-byte packet, not the end: only a hang
+	 * up is (a device must not be able to drop our link with one) */
+	if (n == 0 && !(cond & (G_IO_HUP | G_IO_ERR)))
+		return G_SOURCE_CONTINUE;
 	if (n <= 0 || (cond & (G_IO_HUP | G_IO_ERR))) {
 		g_clear_pointer (&self->notify_source, g_source_unref);
 		link_down (self, NULL);

@@ -39,6 +39,7 @@ exec valgrind --quiet --error-exitcode=99 --leak-check=full \\
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'config(**sections): agent config overrides')
+    config.addinivalue_line('markers', 'stack(**kw): e2e.Stack.start() arguments')
 
 
 def _tmpdir(prefix):

@@ -83,12 +83,12 @@ def assert_file(out, name, data):
         '%s: %d bytes, expected %d' % (name, len(got), len(data)))
 
 
-def agent_answers(stack):
-    """The agent is alive and serves: GetDevices lists the wearable."""
+def agent_answers(stack, address=None):
+    """The agent is alive and serves: GetDevices lists the device."""
     mgr = dbus.Interface(stack.backend.bus.get_object('org.bgsync', '/org/bgsync'),
                          'org.bgsync.Manager1')
     addresses = [str(p['Address']).upper() for p in call(mgr.GetDevices).values()]
-    assert stack.address.upper() in addresses, addresses
+    assert (address or stack.address).upper() in addresses, addresses
     assert stack.daemon.poll() is None
 
 
@@ -190,3 +190,108 @@ def test_socket_closed_mid_update(stack, which):
     if not (end['event'] == 'completed' and end['success']):
         clean_end(end)
     agent_answers(stack)
+
+
+SMP_SVC = '8d53dc1d-1db7-4cd3-868b-8a527460aa84'
+SMP_CHR = 'da2e7828-fbce-4e01-ae9e-261174997c48'
+
+
+def hostile_smp_device(stack):
+    """A device served by the simulator whose SMP characteristic is driven
+    by the test: the agent's requests land in its value, its responses are
+    whatever the test notifies. It advertises the SMP service, so the e2e
+    model's rule names it e2e-wearable."""
+    desc = {'name': 'hostile-smp', 'uuids': dbus.Array([SMP_SVC], signature='s'),
+            'services': dbus.Array([dbus.Dictionary({
+                'uuid': SMP_SVC,
+                'characteristics': dbus.Array([dbus.Dictionary({
+                    'uuid': SMP_CHR,
+                    'flags': dbus.Array(['write-without-response', 'notify'], signature='s')},
+                    signature='sv')], signature='a{sv}')}, signature='sv')],
+                signature='a{sv}')}
+    return str(call(stack.sim().AddDevice, dbus.Dictionary(desc, signature='sv')))
+
+
+def wait_request(stack, address, timeout=30, group=None):
+    """The agent's first SMP request (header) as written to the device; the
+    simulator keeps the last write as the characteristic's value. It
+    signals no writes, so this re-reads at a 50 ms pace (the main loop runs
+    meanwhile), bounded, as tests/integration's harness does for GetDevices."""
+    import time
+    from harness import iterate
+    deadline = time.monotonic() + timeout
+    while True:
+        v = bytes(call(stack.sim().GetValue, address, SMP_CHR))
+        if len(v) >= 8 and (group is None or (v[4] << 8 | v[5]) == group):
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError('no SMP request from the agent within %d s' % timeout)
+        iterate(0.05)
+
+
+def notify(stack, address, data, mtu=517):
+    # one notification carries at most MTU - 3 bytes and an attribute value
+    # at most 512 (the simulator cuts)
+    step = min(mtu - 3, 512)
+    for off in range(0, max(len(data), 1), step):
+        call(stack.sim().Notify, address, SMP_CHR, dbus.ByteArray(data[off:off + step]))
+
+
+def response_header(req, length, op_delta=1):
+    # op (with the request's version bits), flags, length, group, seq, id
+    return bytes([(req[0] & 0x18) | ((req[0] & 0x07) + op_delta), 0,
+                  length >> 8, length & 0xff, req[4], req[5], req[6], req[7]])
+
+
+@pytest.mark.parametrize('case', ['empty', 'random', 'deep-cbor', 'huge-length', 'not-a-map',
+                                  'wrong-types'])
+@pytest.mark.stack(config={'Policy': {'IdleTimeout': '30'}})
+def test_device_sends_garbage(stack, case):
+    """A device answering the agent's SMP requests with garbage: empty
+    notifications, random bytes, a 64 KiB frame of CBOR nested 65,000 deep,
+    a header announcing more than ever comes, a body that is no map, fields
+    of the wrong types. The task ends with a readable reason in bounded
+    time; the agent keeps serving."""
+    address = hostile_smp_device(stack)
+    put_file(stack, 'f.bin', 3000, 5)
+    app = stack.run_app('--name', 'sync', '--entry', 'smp-file-sync',
+                        '--output-dir', out_dir(stack, 'garbage'), '--args', '/f.bin',
+                        '--device', address)
+    req = wait_request(stack, address)
+    answer(stack, address, req, case)
+    if case in ('deep-cbor', 'not-a-map', 'wrong-types') and (req[4] << 8 | req[5]) != 8:
+        # that was the OS parameters query (a bad answer: the defaults are
+        # used); the file download comes next and gets the same
+        answer(stack, address, wait_request(stack, address, group=8), case)
+    end = app.wait_end(END)
+    print('end:', end)
+    # never a success out of garbage, and a device that keeps sending
+    # nonsense has not left range (no condition-loss)
+    clean_end(end)
+    assert end.get('reason') != 'condition-loss', end
+    if case in ('deep-cbor', 'not-a-map', 'wrong-types'):
+        assert 'SMP' in end['message'] and 'did not answer' not in end['message'], end
+    agent_answers(stack, address)
+
+
+def answer(stack, address, req, case):
+    if case == 'empty':
+        for _ in range(20):
+            notify(stack, address, b'')
+    elif case == 'random':
+        import random
+        rnd = random.Random(4)
+        notify(stack, address, bytes(rnd.getrandbits(8) for _ in range(512 * 8)))
+    elif case == 'deep-cbor':
+        body = b'\x81' * 65534 + b'\x00'
+        notify(stack, address, response_header(req, len(body)) + body)
+    elif case == 'huge-length':
+        notify(stack, address, response_header(req, 0xffff) + b'\xa0')
+    elif case == 'not-a-map':
+        body = b'\x83\x01\x02\x03'
+        notify(stack, address, response_header(req, len(body)) + body)
+    elif case == 'wrong-types':
+        # {"rc": "x", "buf_size": -1, "buf_count": [1], "off": "y", "data": 5, "len": {}}
+        body = (b'\xa6\x62rc\x61x\x68buf_size\x20\x69buf_count\x81\x01'
+                b'\x63off\x61y\x64data\x05\x63len\xa0')
+        notify(stack, address, response_header(req, len(body)) + body)
