@@ -263,11 +263,20 @@ send_to_device (RfcommRun *r, const guint8 *data, gsize len)
 	for (gsize off = 0; off < len; ) {
 		gsize n = MIN (len - off, (gsize) max);
 
+		/* counted first: the transport may report it written at once */
+		r->queued += n;
 		if (!bgs_transport_send_data (r->transport, data + off, n, &error)) {
 			rfcomm_fail (r, BGS_ERROR_IO, "cannot send to the device: %s", error->message);
 			return FALSE;
 		}
-		r->queued += n;
+		/* a write error drops the link inside the send: device use is
+		 * canceled there, servicing drops the rest */
+		if (r->done)
+			return FALSE;
+		if (!r->link_up) {
+			r->dropped += len - off - n;
+			return TRUE;
+		}
 		off += n;
 	}
 	return TRUE;
@@ -347,6 +356,8 @@ static gboolean
 channel_readable_cb (int fd, GIOCondition cond, gpointer user_data)
 {
 	RfcommRun *r = user_data;
+	/* the run (and so r) may finish and be dropped in what follows */
+	g_autoptr(BgsRun) keep = g_object_ref (r->run);
 	guint8 buf[16384];
 	gssize n;
 
@@ -364,7 +375,7 @@ channel_readable_cb (int fd, GIOCondition cond, gpointer user_data)
 		return G_SOURCE_REMOVE;
 	}
 	g_byte_array_append (r->in, buf, n);
-	if (!channel_parse (r)) {
+	if (!channel_parse (r) || r->done) {
 		/* the run is over: rfcomm_stop() destroyed this source */
 		return G_SOURCE_REMOVE;
 	}
