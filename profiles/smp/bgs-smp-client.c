@@ -763,28 +763,6 @@ upload_free (Upload *up)
 	g_free (up);
 }
 
-static void
-cancel_chunks_cb (GCancellable *outer, gpointer user_data)
-{
-	g_cancellable_cancel (G_CANCELLABLE (user_data));
-}
-
-/* the chunks' calls get their own cancellable, so a failed transfer can
- * take back what it still has in flight without cancelling the caller */
-static GCancellable *
-chunk_cancellable_new (GTask *task, GCancellable **outer, gulong *outer_id)
-{
-	GCancellable *c = g_cancellable_new ();
-	GCancellable *o = g_task_get_cancellable (task);
-
-	if (o != NULL) {
-		*outer = g_object_ref (o);
-		*outer_id = g_cancellable_connect (o, G_CALLBACK (cancel_chunks_cb),
-						   g_object_ref (c), g_object_unref);
-	}
-	return c;
-}
-
 /* takes back the calls of chunks sent before @order (G_MAXUINT64: all);
  * their answers complete from an idle, as GTask does for cancellations */
 static void
@@ -1080,11 +1058,11 @@ typedef struct {
 	guint64 total;    /* G_MAXUINT64 until the device says */
 	guint64 next_req; /* next request's offset, once pipelined */
 	gsize chunk;      /* the device's chunk size, learned from its answers */
-	GList *reqs;      /* DlReq, in flight */
+	GList *reqs;      /* DlReq, in flight, in sending order */
+	guint64 sent;     /* requests sent so far */
 	gboolean finished;
 	gboolean returned;
 	GError *error;
-	GCancellable *cancel;
 	GCancellable *outer;
 	gulong outer_id;
 	BgsSmpProgressFunc progress;
@@ -1093,6 +1071,8 @@ typedef struct {
 
 typedef struct {
 	GTask *task; /* owned */
+	GCancellable *cancel; /* this request's call alone */
+	guint64 order;        /* sending order */
 	guint64 off;
 } DlReq;
 
@@ -1102,7 +1082,6 @@ download_free (Download *dl)
 	if (dl->outer_id != 0)
 		g_cancellable_disconnect (dl->outer, dl->outer_id);
 	g_clear_object (&dl->outer);
-	g_clear_object (&dl->cancel);
 	g_clear_error (&dl->error);
 	bgs_smp_client_unref (dl->client);
 	g_free (dl->name);
@@ -1131,6 +1110,28 @@ write_at (int fd, guint64 off, const guint8 *data, gsize len, GError **error)
 	return TRUE;
 }
 
+/* takes back the requests sent before @order (G_MAXUINT64: all) */
+static void
+download_cancel_reqs (Download *dl, guint64 order)
+{
+	g_autoptr(GPtrArray) c = g_ptr_array_new_with_free_func (g_object_unref);
+
+	for (GList *l = dl->reqs; l != NULL; l = l->next) {
+		DlReq *r = l->data;
+
+		if (r->order < order)
+			g_ptr_array_add (c, g_object_ref (r->cancel));
+	}
+	for (guint i = 0; i < c->len; i++)
+		g_cancellable_cancel (c->pdata[i]);
+}
+
+static void
+download_outer_cancelled (GCancellable *outer, gpointer user_data)
+{
+	download_cancel_reqs (user_data, G_MAXUINT64);
+}
+
 static void
 download_finish (Download *dl, GError *error)
 {
@@ -1140,8 +1141,7 @@ download_finish (Download *dl, GError *error)
 	}
 	dl->finished = TRUE;
 	dl->error = error;
-	if (error != NULL)
-		g_cancellable_cancel (dl->cancel);
+	download_cancel_reqs (dl, G_MAXUINT64);
 }
 
 static void
@@ -1165,13 +1165,16 @@ download_pipelined (Download *dl)
 	return dl->chunk > 0 && dl->total != G_MAXUINT64;
 }
 
+/* will a request sent after @order (or the next one) ask for @off? */
 static gboolean
-download_covered (Download *dl, guint64 off)
+download_covered (Download *dl, guint64 off, guint64 order)
 {
 	if (dl->next_req == off)
 		return TRUE;
 	for (GList *l = dl->reqs; l != NULL; l = l->next) {
-		if (((DlReq *) l->data)->off == off)
+		DlReq *r = l->data;
+
+		if (r->order > order && r->off == off)
 			return TRUE;
 	}
 	return FALSE;
@@ -1196,6 +1199,13 @@ download_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 	resp = bgs_smp_client_call_finish (dl->client, result, &error);
 	if (dl->finished)
 		goto out;
+	if (dl->outer != NULL && g_cancellable_is_cancelled (dl->outer)) {
+		download_finish (dl, g_error_new_literal (BGS_ERROR, BGS_ERROR_CANCELED,
+							  "SMP download cancelled"));
+		goto out;
+	}
+	if (g_cancellable_is_cancelled (r->cancel))
+		goto fill; /* taken back as lost: its slot is free */
 	if (resp == NULL || !bgs_smp_body_check (resp->body, &error) ||
 	    !bgs_smp_parse_fs_download (resp->body, &off, &data, &total, &error)) {
 		g_prefix_error (&error, "download of %s at offset %" G_GUINT64_FORMAT ": ", dl->name, r->off);
@@ -1253,9 +1263,12 @@ download_cb (GObject *source, GAsyncResult *result, gpointer user_data)
 			goto fill;
 		}
 	}
+	/* the device answers in order: requests sent before this one and
+	 * still unanswered were lost (or their answers were) */
+	download_cancel_reqs (dl, r->order);
 	/* data elsewhere (a stale or repeated request) is not written; if
 	 * nothing on its way asks for where the file ends, ask again */
-	if (!download_covered (dl, dl->off)) {
+	if (!download_covered (dl, dl->off, r->order)) {
 		g_debug ("SMP download of %s: going on from offset %" G_GUINT64_FORMAT, dl->name, dl->off);
 		dl->client->stats.rewinds++;
 		dl->next_req = dl->off;
@@ -1264,6 +1277,7 @@ fill:
 	download_fill (task);
 out:
 	download_maybe_return (task);
+	g_object_unref (r->cancel);
 	g_free (r);
 }
 
@@ -1275,10 +1289,12 @@ download_send (GTask *task, guint64 off)
 	DlReq *r = g_new0 (DlReq, 1);
 
 	r->task = g_object_ref (task);
+	r->cancel = g_cancellable_new ();
+	r->order = dl->sent++;
 	r->off = off;
 	dl->reqs = g_list_append (dl->reqs, r);
 	bgs_smp_client_call_async (dl->client, BGS_SMP_OP_READ, BGS_SMP_GROUP_FS, BGS_SMP_FS_FILE,
-				   body, dl->cancel, download_cb, r);
+				   body, r->cancel, download_cb, r);
 }
 
 static void
@@ -1289,6 +1305,11 @@ download_fill (GTask *task)
 
 	if (dl->finished)
 		return;
+	if (dl->outer != NULL && g_cancellable_is_cancelled (dl->outer)) {
+		download_finish (dl, g_error_new_literal (BGS_ERROR, BGS_ERROR_CANCELED,
+							  "SMP download cancelled"));
+		return;
+	}
 	if (!download_pipelined (dl)) {
 		/* one at a time until the device told its length and chunk */
 		if (dl->reqs == NULL)
@@ -1322,9 +1343,14 @@ bgs_smp_client_download_file_async (BgsSmpClient *client, const char *name, int 
 	dl->total = G_MAXUINT64;
 	dl->progress = progress;
 	dl->progress_data = progress_data;
-	dl->cancel = chunk_cancellable_new (task, &dl->outer, &dl->outer_id);
+	if (cancellable != NULL) {
+		dl->outer = g_object_ref (cancellable);
+		dl->outer_id = g_cancellable_connect (cancellable, G_CALLBACK (download_outer_cancelled),
+						      dl, NULL);
+	}
 	g_task_set_task_data (task, dl, (GDestroyNotify) download_free);
 	download_fill (task);
+	download_maybe_return (task);
 	g_object_unref (task);
 }
 
