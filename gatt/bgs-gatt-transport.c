@@ -141,11 +141,18 @@ notify_readable_cb (GSocket *socket, GIOCondition cond, gpointer user_data)
 static GSource *
 fd_source_new (int fd, GIOCondition cond, GSourceFunc func, gpointer data)
 {
-	g_autoptr(GSocket) socket = g_socket_new_from_fd (dup (fd), NULL);
+	g_autoptr(GSocket) socket = NULL;
 	GSource *source;
+	int copy = dup (fd);
 
-	if (socket == NULL)
+	if (copy < 0)
 		return NULL;
+	/* a GSocket that fails to wrap the fd leaves it to us */
+	socket = g_socket_new_from_fd (copy, NULL);
+	if (socket == NULL) {
+		close (copy);
+		return NULL;
+	}
 	source = g_socket_create_source (socket, cond, NULL);
 	g_source_set_callback (source, func, data, NULL);
 	g_source_attach (source, NULL);
@@ -420,13 +427,24 @@ static int
 take_fd (GVariant *reply, GUnixFDList *fds, guint16 *mtu)
 {
 	gint32 index;
+	int fd, type = 0;
+	socklen_t len = sizeof type;
 
 	if (fds == NULL || !g_variant_is_of_type (reply, G_VARIANT_TYPE ("(hq)")))
 		return -1;
+
 	g_variant_get (reply, "(hq)", &index, mtu);
 	if (index < 0 || index >= g_unix_fd_list_get_length (fds))
 		return -1;
-	return g_unix_fd_list_get (fds, index, NULL);
+	fd = g_unix_fd_list_get (fds, index, NULL);
+	/* bluetoothd hands a SOCK_SEQPACKET socket: anything else (a file, a
+	 * stream) is refused and the D-Bus path used instead */
+	if (fd >= 0 && (getsockopt (fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+			type != SOCK_SEQPACKET)) {
+		close (fd);
+		return -1;
+	}
+	return fd;
 }
 
 static void acquire_write_cb (GObject *source, GAsyncResult *res, gpointer user_data);

@@ -31,10 +31,12 @@ def _load(name, path):
 harness = _load('it_harness', os.path.join(HERE, '..', 'integration', 'harness.py'))
 
 VALGRIND = """#!/bin/sh
+echo "bgsyncd under valgrind" >&2
 exec valgrind --quiet --error-exitcode=99 --leak-check=full \\
   --errors-for-leak-kinds=definite --show-leak-kinds=definite \\
-  --suppressions=%(supp)s --num-callers=30 %(bgsyncd)s "$@"
+  %(supp)s --num-callers=30 %(bgsyncd)s "$@"
 """
+GLIB_SUPP = '/usr/share/glib-2.0/valgrind/glib.supp'
 
 
 def pytest_configure(config):
@@ -63,7 +65,11 @@ def bindir():
             pytest.skip('BGS_VALGRIND=1 but valgrind is not installed')
         wrapper = os.path.join(d, 'bgsyncd-valgrind')
         with open(wrapper, 'w') as f:
-            f.write(VALGRIND % {'supp': os.path.join(HERE, 'glib.supp'), 'bgsyncd': bgsyncd})
+            supp = [os.path.join(HERE, 'glib.supp')]
+            if os.path.exists(GLIB_SUPP):
+                supp.append(GLIB_SUPP)
+            f.write(VALGRIND % {'supp': ' '.join('--suppressions=' + x for x in supp),
+                                'bgsyncd': bgsyncd})
         os.chmod(wrapper, os.stat(wrapper).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         bgsyncd = wrapper
     yield d, bgsyncd

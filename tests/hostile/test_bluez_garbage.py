@@ -345,3 +345,105 @@ def test_device_information_garbage(bg, a, case, reads, expect):
     elif case == 'megabytes':
         assert d['Model'].startswith('dis-'), d['Model']
     still_serving(a)
+
+
+# ---- GATT: what AcquireWrite/AcquireNotify hand back ----------------------
+
+SMP_SVC = '8d53dc1d-1db7-4cd3-868b-8a527460aa84'
+SMP_CHR = 'da2e7828-fbce-4e01-ae9e-261174997c48'
+GADGET = 'AA:BB:CC:DD:EE:80'
+APP_X = 'com.example.AppX'
+
+# AcquireWrite/AcquireNotify code for dbusmock (out signature, code)
+SOCKETPAIR = ('hq', 'import socket\n'
+                    'a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n'
+                    '%s\n'
+                    'ret = (dbus.types.UnixFd(a), dbus.UInt16(%d))')
+ACQUIRE = {
+    # a reply of another type: the agent falls back to WriteValue/StartNotify
+    'wrong-type': ('s', 'ret = "no socket here"'),
+    'error': ('hq', 'raise dbus.exceptions.DBusException("no", name="org.bluez.Error.Failed")'),
+    # a file descriptor that is no socket, with MTU 0
+    'not-a-socket': ('hq', 'import os\n'
+                           'ret = (dbus.types.UnixFd(os.open("/dev/null", os.O_RDWR)), dbus.UInt16(0))'),
+    # a socket whose other end is already closed (the device went away)
+    'peer-closed': (SOCKETPAIR[0], SOCKETPAIR[1] % ('b.close()', 65535)),
+    # a socket the device never answers on (kept open by the mock)
+    'silent': (SOCKETPAIR[0], SOCKETPAIR[1] % ('objects.setdefault("_keep", []).append(b)', 1)),
+}
+
+
+def smp_gadget(bg, acquire):
+    """A device of a model whose SMP profile gives up fast, a manifest for
+    app-x with smp-file-sync, and the device's SMP characteristic whose
+    AcquireWrite/AcquireNotify answer with `acquire`; the agent restarts to
+    read the new metadata."""
+    with open(bg.tmp + '/apps/x.conf', 'w') as f:
+        f.write('[App]\nId=%s\nName=App X\nExecutable=%s/app-x\n'
+                'DeviceUseEntryPoints=smp-file-sync;\n' % (APP_X, bg.bindir))
+    with open(bg.tmp + '/devices/gadget.conf', 'w') as f:
+        f.write('[Model]\nId=smp-gadget\nName=SMP gadget\n[Match]\nName=SmpGadget*\n'
+                '[Profile smp]\ntimeout-ms=300\nretries=0\nOsParams=false\n')
+    assert bg.stop_daemon() == 0
+    path = dev_path(GADGET)
+    add_object(bg, path, DEVICE1, {
+        'Address': ['s', GADGET], 'Name': ['s', 'SmpGadget 1'], 'Alias': ['s', 'SmpGadget 1'],
+        'Adapter': ['o', HCI0], 'Connected': ['b', True], 'ServicesResolved': ['b', True],
+        'Paired': ['b', False], 'UUIDs': ['as', [SMP_SVC]]})
+    svc = path + '/service0020'
+    add_object(bg, svc, 'org.bluez.GattService1', {
+        'UUID': ['s', SMP_SVC], 'Device': ['o', path], 'Primary': ['b', True]})
+    chrc = svc + '/char0021'
+    props = {'UUID': ['s', SMP_CHR], 'Service': ['o', svc],
+             'Flags': ['as', ['write-without-response', 'notify']],
+             'MTU': ['s', 'not a number']}
+    sig, code = ACQUIRE[acquire]
+    bg.mock('org.bluez', '/', MOCK, 'AddObject', 'ssa{sv}a(ssss)', chrc,
+            'org.bluez.GattCharacteristic1', props,
+            [['AcquireWrite', 'a{sv}', sig, code], ['AcquireNotify', 'a{sv}', sig, code],
+             ['StartNotify', '', '', ''], ['StopNotify', '', '', ''],
+             ['WriteValue', 'aya{sv}', '', '']])
+    interfaces_added(bg, chrc, {'org.bluez.GattCharacteristic1': props})
+    bg.start_daemon()
+    bg.wait_for(lambda: GADGET in devices(bg), what='the gadget to be listed')
+    return chrc
+
+
+@pytest.mark.parametrize('acquire', sorted(ACQUIRE))
+def test_acquire_replies_that_are_no_use(bg, acquire, tmp_path):
+    """AcquireWrite/AcquireNotify answering with the wrong type, an error, a
+    file descriptor that is no socket (MTU 0), a socket already closed at the
+    other end (MTU 65535), a socket nobody answers on (MTU 1); the
+    characteristic's MTU property a string. An SMP file sync on the device
+    ends in bounded time with a readable reason; the agent keeps serving."""
+    import os
+    smp_gadget(bg, acquire)
+    x = bg.app('app-x', label='X')
+    x.become_agent('allow')
+    t = x.register('sync', 'device-use', 'smp-file-sync')
+    fds_before = len(os.listdir('/proc/%d/fd' % bg.daemon.pid))
+    out = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        p = x.call_async(t, 'org.bgsync.Task1', 'Request', 'susa{sv}',
+                         [GADGET, 0, '/f.bin', {'output-dir': ['h', 0]}], fds=[out])
+    finally:
+        os.close(out)
+    assert tuple(p.result()) == ('allowed', '')
+    end = x.hub.wait_for(lambda: next((s for s in x.signals(path=t)
+                                       if s['member'] in ('Completed', 'Canceled')), None),
+                         what='the sync to end')
+    print(end)
+    if end['member'] == 'Completed':
+        ok, error, message = end['args']
+        assert not ok and error.startswith('org.bgsync.Error.') and message.strip(), end
+    else:
+        assert end['args'][0], end
+    if acquire in ('wrong-type', 'error', 'not-a-socket'):
+        # unusable: the D-Bus path (WriteValue/StartNotify) is used, and the
+        # silent device fails the sync; the link itself is fine
+        assert end['member'] == 'Completed' and 'did not answer' in end['args'][2], end
+    assert GADGET in devices(bg)
+    still_serving(x)
+    # nothing handed over is kept (the agent closes what it refused)
+    bg.wait_for(lambda: len(os.listdir('/proc/%d/fd' % bg.daemon.pid)) <= fds_before,
+                what='the agent to close the sockets it was given')
