@@ -22,7 +22,9 @@ set -- \
 	tests/store/fuzz-store-file:tests/store/corpus \
 	tests/sim/fuzz-sim-desc:tests/sim/corpus \
 	tests/smp/fuzz-smp-response:tests/smp/fuzz-corpus \
-	tests/smp/fuzz-smp-server:tests/smp/fuzz-server-corpus
+	tests/smp/fuzz-smp-server:tests/smp/fuzz-server-corpus \
+	tests/rfcomm/fuzz-test-channel:tests/rfcomm/channel-corpus \
+	tests/rfcomm/fuzz-bulk-frame:tests/rfcomm/bulk-corpus
 failed=0
 for pair in "$@"; do
 	target=${pair%%:*}

@@ -260,6 +260,49 @@ reset_cb (gpointer user_data)
 	return G_SOURCE_REMOVE;
 }
 
+BgsBulkParse
+bgs_bulk_frame_parse (const guint8 *data, gsize len, BgsBulkFrame *frame)
+{
+	guint32 plen;
+
+	if (len < BGS_BULK_HEADER)
+		return BGS_BULK_NEED_MORE;
+	memcpy (&plen, data + 4, 4);
+	plen = GUINT32_FROM_BE (plen);
+	if (plen > BGS_BULK_MAX_PAYLOAD || data[1] != 0)
+		return BGS_BULK_MALFORMED;
+	if (len - BGS_BULK_HEADER < plen)
+		return BGS_BULK_NEED_MORE;
+	frame->op = data[0];
+	frame->payload = data + BGS_BULK_HEADER;
+	frame->len = plen;
+	frame->size = BGS_BULK_HEADER + (gsize) plen;
+	return BGS_BULK_FRAME;
+}
+
+gboolean
+bgs_bulk_source_parse (const guint8 *payload, gsize len, guint32 *size, guint32 *seed,
+		       const char **why)
+{
+	guint32 s, d;
+
+	if (len != 8) {
+		*why = "source takes u32 bytes, u32 seed";
+		return FALSE;
+	}
+	memcpy (&s, payload, 4);
+	memcpy (&d, payload + 4, 4);
+	s = GUINT32_FROM_BE (s);
+	d = GUINT32_FROM_BE (d);
+	if (s > BGS_BULK_MAX_SOURCE) {
+		*why = "source too large";
+		return FALSE;
+	}
+	*size = s;
+	*seed = d;
+	return TRUE;
+}
+
 static void
 handle_frame (BulkConn *c, guint8 op, const guint8 *p, gsize len)
 {
@@ -280,18 +323,10 @@ handle_frame (BulkConn *c, guint8 op, const guint8 *p, gsize len)
 		break;
 	case BGS_BULK_OP_SOURCE: {
 		guint32 size, seed;
+		const char *why = "source busy";
 
-		if (len != 8 || c->source_active) {
-			conn_queue_text (c, BGS_BULK_OP_ERROR | BGS_BULK_REPLY,
-					 c->source_active ? "source busy" : "source takes u32 bytes, u32 seed");
-			break;
-		}
-		memcpy (&size, p, 4);
-		memcpy (&seed, p + 4, 4);
-		size = GUINT32_FROM_BE (size);
-		seed = GUINT32_FROM_BE (seed);
-		if (size > BGS_BULK_MAX_SOURCE) {
-			conn_queue_text (c, BGS_BULK_OP_ERROR | BGS_BULK_REPLY, "source too large");
+		if (c->source_active || !bgs_bulk_source_parse (p, len, &size, &seed, &why)) {
+			conn_queue_text (c, BGS_BULK_OP_ERROR | BGS_BULK_REPLY, why);
 			break;
 		}
 		c->source_active = TRUE;
@@ -326,21 +361,19 @@ conn_receive (BulkConn *c, const guint8 *buf, gsize n)
 	gsize used = 0;
 
 	g_byte_array_append (c->in, buf, n);
-	while (c->in->len - used >= BGS_BULK_HEADER) {
-		const guint8 *h = c->in->data + used;
-		guint32 len;
+	for (;;) {
+		BgsBulkFrame f;
+		BgsBulkParse p = bgs_bulk_frame_parse (c->in->data + used, c->in->len - used, &f);
 
-		memcpy (&len, h + 4, 4);
-		len = GUINT32_FROM_BE (len);
-		if (len > BGS_BULK_MAX_PAYLOAD || h[1] != 0) {
+		if (p == BGS_BULK_MALFORMED) {
 			/* no way to find the next frame: hang up */
 			conn_close (c, "malformed frame");
 			return FALSE;
 		}
-		if (c->in->len - used < BGS_BULK_HEADER + len)
+		if (p == BGS_BULK_NEED_MORE)
 			break;
-		handle_frame (c, h[0], h + BGS_BULK_HEADER, len);
-		used += BGS_BULK_HEADER + len;
+		handle_frame (c, f.op, f.payload, f.len);
+		used += f.size;
 	}
 	g_byte_array_remove_range (c->in, 0, used);
 	conn_flush (c);

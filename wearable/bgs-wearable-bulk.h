@@ -33,6 +33,23 @@ enum {
 };
 #define BGS_BULK_MAX_SOURCE (64u * 1024 * 1024)
 
+/* the frame parser, pure (bytes from a central: fuzzed in tests/rfcomm) */
+typedef enum {
+	BGS_BULK_NEED_MORE,
+	BGS_BULK_FRAME,
+	BGS_BULK_MALFORMED,            /* no way to find the next frame */
+} BgsBulkParse;
+typedef struct {
+	guint8 op;
+	const guint8 *payload;         /* inside the parsed bytes */
+	gsize len;
+	gsize size;                    /* header + payload */
+} BgsBulkFrame;
+BgsBulkParse bgs_bulk_frame_parse (const guint8 *data, gsize len, BgsBulkFrame *frame);
+/* a SOURCE request's arguments; FALSE with *@why when unusable */
+gboolean bgs_bulk_source_parse (const guint8 *payload, gsize len, guint32 *size,
+				guint32 *seed, const char **why);
+
 typedef struct _BgsWearableBulk BgsWearableBulk;
 typedef void (*BgsWearableBulkResetFunc) (gpointer user_data);
 

@@ -12,6 +12,7 @@
  * dropped, and "reconnected" tells it to resume. See doc/dbus-api.md.
  * Only available with EnableTestProfile=true. */
 #include "bgs-profile-test.h"
+#include "bgs-profile-test-rfcomm.h"
 
 #include <errno.h>
 #include <string.h>
@@ -23,9 +24,9 @@
 
 /* the RFCOMM "bulk" service of bgsync-wearable (doc/wearable.md) */
 #define BULK_UUID "29998351-3f45-4f44-905a-b0e5db09b33a"
-#define FRAME_HEADER 5
-#define MAX_FRAME (64 * 1024)
-#define MAX_CONTROL 4096
+#define FRAME_HEADER BGS_TEST_CHANNEL_HEADER
+#define MAX_FRAME BGS_TEST_CHANNEL_MAX_FRAME
+#define MAX_CONTROL BGS_TEST_CHANNEL_MAX_CONTROL
 /* app -> device: stop reading the channel while this much is queued for
  * the link, read again below LOW */
 #define LINK_HIGH (512 * 1024)
@@ -282,36 +283,90 @@ send_to_device (RfcommRun *r, const guint8 *data, gsize len)
 	return TRUE;
 }
 
+/* ---- the channel's framing (pure: fuzzed) --------------------------------- */
+
+BgsTestChannelParse
+bgs_test_channel_frame_parse (const guint8 *data, gsize len, BgsTestChannelFrame *frame)
+{
+	guint32 plen;
+
+	if (len < FRAME_HEADER)
+		return BGS_TEST_CHANNEL_NEED_MORE;
+	memcpy (&plen, data + 1, 4);
+	plen = GUINT32_FROM_BE (plen);
+	if (plen > MAX_FRAME || (data[0] != 'D' && data[0] != 'C') ||
+	    (data[0] == 'C' && plen > MAX_CONTROL))
+		return BGS_TEST_CHANNEL_MALFORMED;
+	if (len - FRAME_HEADER < plen)
+		return BGS_TEST_CHANNEL_NEED_MORE;
+	frame->type = (char) data[0];
+	frame->payload = data + FRAME_HEADER;
+	frame->len = plen;
+	frame->size = FRAME_HEADER + (gsize) plen;
+	return BGS_TEST_CHANNEL_FRAME;
+}
+
+BgsTestControl
+bgs_test_channel_control_parse (const guint8 *payload, gsize len, guint *percent, char **text)
+{
+	g_autofree char *line = g_strndup ((const char *) payload, len);
+
+	*percent = 0;
+	*text = NULL;
+	if (strlen (line) != len || !g_utf8_validate (line, -1, NULL))
+		return BGS_TEST_CONTROL_NOT_TEXT;
+	if (g_strcmp0 (line, "complete") == 0)
+		return BGS_TEST_CONTROL_COMPLETE;
+	if (g_str_has_prefix (line, "fail ")) {
+		*text = g_strdup (line + 5);
+		return BGS_TEST_CONTROL_FAIL;
+	}
+	if (g_str_has_prefix (line, "progress ")) {
+		guint64 value;
+		char *end = NULL;
+
+		value = g_ascii_strtoull (line + 9, &end, 10);
+		if (end == line + 9 || value > 100)
+			return BGS_TEST_CONTROL_BAD_PROGRESS;
+		while (*end == ' ')
+			end++;
+		*percent = (guint) value;
+		*text = g_strdup (end);
+		return BGS_TEST_CONTROL_PROGRESS;
+	}
+	return BGS_TEST_CONTROL_UNKNOWN;
+}
+
 /* FALSE once the run is over */
 static gboolean
-handle_control (RfcommRun *r, const char *line)
+handle_control (RfcommRun *r, const guint8 *payload, gsize len)
 {
-	if (g_strcmp0 (line, "complete") == 0) {
+	g_autofree char *text = NULL;
+	guint percent;
+
+	switch (bgs_test_channel_control_parse (payload, len, &percent, &text)) {
+	case BGS_TEST_CONTROL_COMPLETE:
 		rfcomm_stop (r);
 		bgs_run_complete (r->run, TRUE, "", "");
 		return FALSE;
-	}
-	if (g_str_has_prefix (line, "fail ")) {
+	case BGS_TEST_CONTROL_FAIL:
 		rfcomm_stop (r);
-		bgs_run_complete (r->run, FALSE, "org.bgsync.Error.Failed", line + 5);
+		bgs_run_complete (r->run, FALSE, "org.bgsync.Error.Failed", text);
 		return FALSE;
-	}
-	if (g_str_has_prefix (line, "progress ")) {
-		guint64 percent;
-		char *end = NULL;
-
-		percent = g_ascii_strtoull (line + 9, &end, 10);
-		if (end == line + 9 || percent > 100) {
-			channel_event (r, "error bad progress");
-			return TRUE;
-		}
-		while (*end == ' ')
-			end++;
-		bgs_run_progress (r->run, (guint) percent, end);
+	case BGS_TEST_CONTROL_PROGRESS:
+		bgs_run_progress (r->run, percent, text);
+		return TRUE;
+	case BGS_TEST_CONTROL_NOT_TEXT:
+		channel_event (r, "error control is not text");
+		return TRUE;
+	case BGS_TEST_CONTROL_BAD_PROGRESS:
+		channel_event (r, "error bad progress");
+		return TRUE;
+	case BGS_TEST_CONTROL_UNKNOWN:
+	default:
+		channel_event (r, "error unknown control");
 		return TRUE;
 	}
-	channel_event (r, "error unknown control");
-	return TRUE;
 }
 
 /* parses whole frames; FALSE once the run is over */
@@ -321,31 +376,22 @@ channel_parse (RfcommRun *r)
 	gsize used = 0;
 	gboolean alive = TRUE;
 
-	while (alive && r->in->len - used >= FRAME_HEADER) {
-		const guint8 *h = r->in->data + used;
-		const guint8 *payload = h + FRAME_HEADER;
-		guint32 len;
+	while (alive) {
+		BgsTestChannelFrame f;
+		BgsTestChannelParse p = bgs_test_channel_frame_parse (r->in->data + used,
+								      r->in->len - used, &f);
 
-		memcpy (&len, h + 1, 4);
-		len = GUINT32_FROM_BE (len);
-		if (len > MAX_FRAME || (h[0] != 'D' && h[0] != 'C') ||
-		    (h[0] == 'C' && len > MAX_CONTROL)) {
+		if (p == BGS_TEST_CHANNEL_MALFORMED) {
 			rfcomm_fail (r, BGS_ERROR_INVALID_ARGS, "malformed frame on the channel");
 			return FALSE;
 		}
-		if (r->in->len - used < FRAME_HEADER + len)
+		if (p == BGS_TEST_CHANNEL_NEED_MORE)
 			break;
-		if (h[0] == 'D') {
-			alive = send_to_device (r, payload, len);
-		} else {
-			g_autofree char *line = g_strndup ((const char *) payload, len);
-
-			if (strlen (line) != len || !g_utf8_validate (line, -1, NULL))
-				channel_event (r, "error control is not text");
-			else
-				alive = handle_control (r, line);
-		}
-		used += FRAME_HEADER + len;
+		if (f.type == 'D')
+			alive = send_to_device (r, f.payload, f.len);
+		else
+			alive = handle_control (r, f.payload, f.len);
+		used += f.size;
 	}
 	if (alive)
 		g_byte_array_remove_range (r->in, 0, used);
