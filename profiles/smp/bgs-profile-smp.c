@@ -108,6 +108,19 @@ smp_run_new (BgsRun *run)
 	return s;
 }
 
+/* an operation in flight holds the run, and so @s (its profile data): its
+ * callback may come after the agent let go of the run, e.g. a cancel on
+ * condition-loss (valgrind saw download_cb read a freed @s). The callback
+ * takes the reference back with SMP_HELD. */
+static SmpRun *
+smp_hold (SmpRun *s)
+{
+	g_object_ref (s->run);
+	return s;
+}
+
+#define SMP_HELD(s) g_autoptr(BgsRun) held_run G_GNUC_UNUSED = (s)->run
+
 static void
 smp_fail (SmpRun *s, BgsError code, const char *format, ...) G_GNUC_PRINTF (3, 4);
 
@@ -199,6 +212,7 @@ params_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 {
 	OpenCtx *ctx = user_data;
 	SmpRun *s = ctx->s;
+	SMP_HELD (s);
 	SmpLinkFunc next = ctx->next;
 	g_autoptr(GError) error = NULL;
 	gboolean supported = FALSE;
@@ -239,7 +253,7 @@ smp_link_ready (SmpRun *s, SmpLinkFunc next)
 		return;
 	}
 	ctx = g_new0 (OpenCtx, 1);
-	ctx->s = s;
+	ctx->s = smp_hold (s);
 	ctx->next = next;
 	bgs_smp_client_query_params_async (s->client, param_uint (s, "Window", BGS_SMP_DEFAULT_WINDOW_CAP),
 					   s->cancellable, params_cb, ctx);
@@ -262,6 +276,7 @@ open_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	g_autoptr(GError) error = NULL;
 	BgsTransport *transport;
 	SmpRun *s = ctx->s;
+	SMP_HELD (s);
 	SmpLinkFunc next = ctx->next;
 
 	g_free (ctx);
@@ -294,7 +309,7 @@ smp_open (SmpRun *s, gboolean survive_reboot, SmpLinkFunc next)
 	req.service_uuid = SMP_SERVICE_UUID;
 	req.characteristic_uuid = SMP_CHAR_UUID;
 	req.survive_reboot = survive_reboot;
-	ctx->s = s;
+	ctx->s = smp_hold (s);
 	ctx->next = next;
 	bgs_run_open_transport_async (s->run, &req, s->cancellable, open_cb, ctx);
 }
@@ -336,6 +351,7 @@ static void
 upload_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 {
 	SmpRun *s = user_data;
+	SMP_HELD (s);
 	g_autoptr(GError) error = NULL;
 
 	if (!bgs_smp_client_upload_image_finish (s->client, res, &error)) {
@@ -367,6 +383,7 @@ static void
 state_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 {
 	SmpRun *s = user_data;
+	SMP_HELD (s);
 	g_autoptr(GError) error = NULL;
 	g_autoptr(BgsSmpResponse) resp = bgs_smp_client_call_finish (s->client, res, &error);
 	g_autoptr(GArray) slots = NULL;
@@ -418,6 +435,7 @@ static void
 reset_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 {
 	SmpRun *s = user_data;
+	SMP_HELD (s);
 	g_autoptr(GError) error = NULL;
 	g_autoptr(BgsSmpResponse) resp = bgs_smp_client_call_finish (s->client, res, &error);
 
@@ -434,52 +452,55 @@ reset_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 static void
 update_continue (SmpRun *s)
 {
+	/* the client takes its own reference on a body */
+	g_autoptr(GBytes) body = NULL;
+
 	if (bgs_run_is_finished (s->run) || !s->link_up)
 		return;
 	switch (s->step) {
 	case STEP_CONNECT:
 		bgs_run_progress (s->run, 1, "reading the device's images");
 		bgs_smp_client_call_async (s->client, BGS_SMP_OP_READ, BGS_SMP_GROUP_IMAGE,
-					   BGS_SMP_IMAGE_STATE, bgs_smp_build_empty (), s->cancellable,
-					   state_cb, s);
+					   BGS_SMP_IMAGE_STATE, (body = bgs_smp_build_empty ()), s->cancellable,
+					   state_cb, smp_hold (s));
 		break;
 	case STEP_UPLOAD:
 		s->upload_started = g_get_monotonic_time ();
 		bgs_smp_client_upload_image_async (s->client, s->image, 0, FALSE, upload_progress_cb, s,
-						   s->cancellable, upload_cb, s);
+						   s->cancellable, upload_cb, smp_hold (s));
 		break;
 	case STEP_TEST:
 		bgs_run_progress (s->run, UPDATE_UPLOAD_END, "marking the new image for test");
 		bgs_smp_client_call_async (s->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE,
 					   BGS_SMP_IMAGE_STATE,
-					   bgs_smp_build_image_state_set (s->info.hash, FALSE),
-					   s->cancellable, state_cb, s);
+					   (body = bgs_smp_build_image_state_set (s->info.hash, FALSE)),
+					   s->cancellable, state_cb, smp_hold (s));
 		break;
 	case STEP_RESET:
 		bgs_run_progress (s->run, UPDATE_UPLOAD_END + 2, "restarting the device");
 		bgs_smp_client_call_async (s->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_OS,
-					   BGS_SMP_OS_RESET, bgs_smp_build_reset (FALSE),
-					   s->cancellable, reset_cb, s);
+					   BGS_SMP_OS_RESET, (body = bgs_smp_build_reset (FALSE)),
+					   s->cancellable, reset_cb, smp_hold (s));
 		break;
 	case STEP_REBOOT:
 		/* back after the reboot */
 		s->step = STEP_VERIFY;
 		bgs_run_progress (s->run, UPDATE_REBOOT_END - 3, "checking the running image");
 		bgs_smp_client_call_async (s->client, BGS_SMP_OP_READ, BGS_SMP_GROUP_IMAGE,
-					   BGS_SMP_IMAGE_STATE, bgs_smp_build_empty (), s->cancellable,
-					   state_cb, s);
+					   BGS_SMP_IMAGE_STATE, (body = bgs_smp_build_empty ()), s->cancellable,
+					   state_cb, smp_hold (s));
 		break;
 	case STEP_VERIFY:
 		bgs_smp_client_call_async (s->client, BGS_SMP_OP_READ, BGS_SMP_GROUP_IMAGE,
-					   BGS_SMP_IMAGE_STATE, bgs_smp_build_empty (), s->cancellable,
-					   state_cb, s);
+					   BGS_SMP_IMAGE_STATE, (body = bgs_smp_build_empty ()), s->cancellable,
+					   state_cb, smp_hold (s));
 		break;
 	case STEP_CONFIRM:
 		bgs_run_progress (s->run, UPDATE_REBOOT_END, "confirming the new image");
 		bgs_smp_client_call_async (s->client, BGS_SMP_OP_WRITE, BGS_SMP_GROUP_IMAGE,
 					   BGS_SMP_IMAGE_STATE,
-					   bgs_smp_build_image_state_set (s->info.hash, TRUE),
-					   s->cancellable, state_cb, s);
+					   (body = bgs_smp_build_image_state_set (s->info.hash, TRUE)),
+					   s->cancellable, state_cb, smp_hold (s));
 		break;
 	case STEP_DONE:
 		break;
@@ -580,6 +601,7 @@ static void
 download_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 {
 	SmpRun *s = user_data;
+	SMP_HELD (s);
 	g_autoptr(GError) error = NULL;
 	guint64 total = 0;
 
@@ -631,7 +653,7 @@ sync_next (SmpRun *s)
 	if (fstat (s->file_fd, &st) == 0 && S_ISREG (st.st_mode))
 		start = (guint64) st.st_size;
 	bgs_smp_client_download_file_async (s->client, s->files[s->file_index], s->file_fd, start,
-					    download_progress_cb, s, s->cancellable, download_cb, s);
+					    download_progress_cb, s, s->cancellable, download_cb, smp_hold (s));
 }
 
 static void
