@@ -257,14 +257,13 @@ class VmBackend(Backend):
     """Runs inside the VM tier's guest: bluetoothd (started -E) owns
     org.bluez on the system bus, hci0 and hci1 are btvirt controllers."""
     name = 'vm'
-    capabilities = {'range', 'rfcomm', 'monitor', 'wearable'}
+    capabilities = {'range', 'rfcomm', 'monitor', 'wearable', 'restart'}
     SKIP_REASONS = {
         'rssi': 'btvirt reports LE RSSI as 127 always',
         'adv-lost': 'the emulator sends one advertising report per scan enable: '
                     'advertisement-based loss cannot be observed',
         'stall': 'no way to stall an emulated link without dropping it',
         'address-change': 'btvirt controllers have fixed public addresses',
-        'restart': 'restarting bluetoothd is the VM harness\'s job, not a scenario\'s',
         'sim-devices': 'devices described to bgsync-sim only exist in the simulator',
         'scale': 'two emulated controllers cannot hold 1,000 devices',
     }
@@ -332,6 +331,20 @@ class VmBackend(Backend):
             'org.freedesktop.DBus.Properties').Get, 'org.bluez.Adapter1', 'Address'))
         path = harness.addr_path(self.peer_adapter, central_addr)
         call(dbus.Interface(self.bus.get_object('org.bluez', path), 'org.bluez.Device1').Disconnect)
+
+    def restart_bluez(self):
+        # vmctl.py stops bluetoothd, starts it again with the same command
+        # line and a fresh state, and waits (bounded) until both adapters
+        # are powered and connectable again
+        vmctl = os.path.join(HERE, '..', 'vm', 'vmctl.py')
+        with open(os.path.join(self.logdir, 'vmctl.log'), 'ab') as log:
+            try:
+                rc = subprocess.run([sys.executable, vmctl, 'restart-bluetoothd', '--clear'],
+                                    stdout=log, stderr=log, timeout=120).returncode
+            except subprocess.TimeoutExpired:
+                rc = -1
+        if rc != 0:
+            raise ScenarioFailed('vmctl.py restart-bluetoothd failed (%s, see %s)' % (rc, self.logdir))
 
     def reboot_peer(self, peer, seconds, new_address=False):
         if new_address:

@@ -128,7 +128,8 @@ class ObjectTracker:
         self.objects = {}
         self.changes = []      # (path, iface, name, value)
         self.removed = []      # paths removed
-        self.owner = None
+        self.owner = str(bus.get_name_owner(BLUEZ)) if bus.name_has_owner(BLUEZ) else None
+        self.owner_history = []   # every new owner of org.bluez, None when it left
         self._sigs = []
         self._sigs.append(bus.add_signal_receiver(
             self._added, 'InterfacesAdded', OM, BLUEZ, '/'))
@@ -185,6 +186,7 @@ class ObjectTracker:
 
     def _owner(self, name, old, new):
         self.owner = str(new) if new else None
+        self.owner_history.append(self.owner)
         if not new:
             self.objects = {}
 

@@ -191,6 +191,7 @@ class Characteristic(dbus.service.Object):
         mtu = int(options.get('mtu', 23))
         self.write_socks.append(sock)
         self.peer.stats['acquire_write'] += 1
+        self.peer.Activity('acquire-write')
 
         def readable(_fd, cond):
             while True:
