@@ -317,11 +317,25 @@ typedef struct {
 	guint timeout_id;
 	gulong resolved_id;
 	gboolean done;
+	gboolean connect_pending;  /* our Device1.Connect is in flight */
+	GCancellable *caller;      /* the caller's: abandons the try */
+	GSource *cancel_source;
 } ConnectOp;
+
+static void
+caller_detach (ConnectOp *op)
+{
+	if (op->cancel_source != NULL) {
+		g_source_destroy (op->cancel_source);
+		g_clear_pointer (&op->cancel_source, g_source_unref);
+	}
+	g_clear_object (&op->caller);
+}
 
 static void
 connect_op_free (ConnectOp *op)
 {
+	caller_detach (op);
 	if (op->timeout_id != 0)
 		g_source_remove (op->timeout_id);
 	if (op->resolved_id != 0 && op->self->device != NULL)
@@ -388,6 +402,7 @@ connect_detach (ConnectOp *op)
 	if (op->timeout_id != 0)
 		g_source_remove (op->timeout_id);
 	op->timeout_id = 0;
+	caller_detach (op);
 }
 
 static void
@@ -395,10 +410,19 @@ connect_fail (GTask *task, GError *error)
 {
 	ConnectOp *op = g_task_get_task_data (task);
 
-	if (op->done)
+	if (op->done) {
+		g_error_free (error);
 		return;
+	}
 	op->done = TRUE;
 	connect_detach (op);
+	/* a Connect of ours still in flight would go on paging the device
+	 * (holding the controller's connection attempt): call it off, as
+	 * Device1.Disconnect does before Connect's reply */
+	if (op->connect_pending && op->self->device != NULL)
+		g_dbus_proxy_call (op->self->device, "Disconnect", NULL, G_DBUS_CALL_FLAGS_NONE, -1,
+				   NULL, NULL, NULL);
+	op->connect_pending = FALSE;
 	release_link (op->self);
 	g_task_return_error (task, error);
 	g_object_unref (task);
@@ -457,9 +481,14 @@ start_notify_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	g_autoptr(GVariant) reply = NULL;
 	g_autoptr(GError) error = NULL;
 
-	if (op->done)
-		return;
 	reply = g_dbus_proxy_call_finish (G_DBUS_PROXY (source), res, &error);
+	if (op->done) {
+		/* abandoned meanwhile (a cancelled call may still have reached
+		 * bluetoothd): give the notify session back */
+		g_dbus_proxy_call (G_DBUS_PROXY (source), "StopNotify", NULL, G_DBUS_CALL_FLAGS_NONE,
+				   -1, NULL, NULL, NULL);
+		return;
+	}
 	if (reply == NULL) {
 		connect_fail (task, g_error_new (BGS_ERROR, BGS_ERROR_IO,
 						 "cannot subscribe to notifications: %s", error->message));
@@ -623,6 +652,7 @@ connect_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	g_autoptr(GVariant) reply = NULL;
 	g_autoptr(GError) error = NULL;
 
+	op->connect_pending = FALSE;
 	if (op->done)
 		return;
 	reply = g_dbus_proxy_call_finish (G_DBUS_PROXY (source), res, &error);
@@ -656,9 +686,20 @@ device_connect (GTask *task)
 {
 	ConnectOp *op = g_task_get_task_data (task);
 
+	op->connect_pending = TRUE;
 	g_dbus_proxy_call (op->self->device, "Connect", NULL, G_DBUS_CALL_FLAGS_NONE,
 			   (gint) (op->self->connect_timeout / 1000), op->self->cancellable,
 			   connect_cb, g_object_ref (task));
+}
+
+static gboolean
+caller_cancelled_cb (GCancellable *cancellable, gpointer user_data)
+{
+	GTask *task = user_data; /* alive: the task's data owns this source */
+
+	connect_fail (task, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+						 "the connect was cancelled"));
+	return G_SOURCE_REMOVE;
 }
 
 static void
@@ -669,6 +710,17 @@ connect_start (BgsGattTransport *self, GCancellable *cancellable, GTask *task)
 
 	op->self = g_object_ref (self);
 	g_task_set_task_data (task, op, (GDestroyNotify) connect_op_free);
+	/* the caller abandons the try at any step (Connect, ServicesResolved,
+	 * Acquire*): a source, not a cancelled handler, so failing (which
+	 * detaches it) never runs inside g_cancellable_cancel(); ahead of
+	 * D-Bus traffic already queued */
+	if (cancellable != NULL) {
+		op->caller = g_object_ref (cancellable);
+		op->cancel_source = g_cancellable_source_new (cancellable);
+		g_source_set_priority (op->cancel_source, G_PRIORITY_HIGH);
+		g_source_set_callback (op->cancel_source, G_SOURCE_FUNC (caller_cancelled_cb), task, NULL);
+		g_source_attach (op->cancel_source, NULL);
+	}
 	release_link (self);
 	self->cancellable = g_cancellable_new ();
 	iface = g_dbus_object_manager_get_interface (self->manager, self->device_path, DEVICE_IFACE);

@@ -153,3 +153,35 @@ def test_unknown_device_is_a_clean_error(sim):
     rc, out, err = finish(p, done, 60, 'gatt-bulk to fail')
     assert rc == 1
     assert 'no device' in err
+
+
+# a reconnect the caller abandons (the servicing keeper does, when the device
+# shows up at address+1) ends at once as cancelled at whatever step it is,
+# gives back what it took, and leaves the transport able to reconnect
+@pytest.mark.parametrize('step', ['connect', 'acquire', 'after'])
+def test_reconnect_honours_cancel(sim, step):
+    b, peer = sim
+    if not os.environ.get('GATT_CANCEL'):
+        pytest.skip('GATT_CANCEL must point at the built tool')
+    # the sim must not end the try itself: its page would outlast the
+    # tool's bound, and the device object outlives the test
+    call(b.sim.Configure, dbus.Dictionary({
+        'connect-timeout-ms': dbus.UInt32(60000),
+        'temporary-timeout-ms': dbus.UInt32(120000)}, signature='sv'))
+    path = discover(b, peer)
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
+    argv = [os.environ['GATT_CANCEL'], '--device', path, '--address', peer.address,
+            '--service', peripheral.SVC_UUID, '--write', peripheral.RX_UUID,
+            '--notify', peripheral.TX_UUID, '--step', step]
+    p, done = run_tool(argv, env, 60)
+    rc, out, err = finish(p, done, 60, 'gatt-cancel to finish')
+    assert rc == 0, err + out
+    r = dict(kv.split('=', 1) for kv in out.split())
+    assert r['open'] == 'fd'
+    assert r['finalized'] == 'yes' and r['fds_after_close'] == 'ok'
+    if step == 'after':
+        assert r['result'] == 'ok' and r['late_cancel'] == 'yes'
+    else:
+        assert r['result'] == 'cancelled'
+        assert r['fds_after_cancel'] == 'ok' and r['sim_released'] == 'yes'
+        assert r['reconnect_after'] == 'ok'
