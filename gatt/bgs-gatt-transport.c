@@ -14,6 +14,10 @@
 #define CHAR_IFACE "org.bluez.GattCharacteristic1"
 #define DEFAULT_CONNECT_TIMEOUT (30 * G_USEC_PER_SEC)
 #define CONNECT_ATTEMPTS 3
+/* bluetoothd can say ServicesResolved from its cached database and then
+ * re-resolve (Service Changed, database hash): the characteristic may
+ * vanish and come back. how long to wait for it before giving up */
+#define CHRC_GRACE_MS 3000
 #define ATT_HEADER 3
 #define MAX_ATT_MTU 517
 /* an attribute value is at most 512 bytes whatever the MTU (Core 5.3 Vol 3 F
@@ -320,7 +324,23 @@ typedef struct {
 	gboolean connect_pending;  /* our Device1.Connect is in flight */
 	GCancellable *caller;      /* the caller's: abandons the try */
 	GSource *cancel_source;
+	guint grace_id;           /* waiting for the characteristic to appear */
+	gboolean grace_over;
+	gulong added_id, iface_added_id;
 } ConnectOp;
+
+static void
+grace_detach (ConnectOp *op)
+{
+	if (op->grace_id != 0)
+		g_source_remove (op->grace_id);
+	op->grace_id = 0;
+	if (op->added_id != 0)
+		g_signal_handler_disconnect (op->self->manager, op->added_id);
+	if (op->iface_added_id != 0)
+		g_signal_handler_disconnect (op->self->manager, op->iface_added_id);
+	op->added_id = op->iface_added_id = 0;
+}
 
 static void
 caller_detach (ConnectOp *op)
@@ -340,6 +360,7 @@ connect_op_free (ConnectOp *op)
 		g_source_remove (op->timeout_id);
 	if (op->resolved_id != 0 && op->self->device != NULL)
 		g_signal_handler_disconnect (op->self->device, op->resolved_id);
+	grace_detach (op);
 	g_object_unref (op->self);
 	g_free (op);
 }
@@ -403,6 +424,7 @@ connect_detach (ConnectOp *op)
 		g_source_remove (op->timeout_id);
 	op->timeout_id = 0;
 	caller_detach (op);
+	grace_detach (op);
 }
 
 static void
@@ -570,19 +592,71 @@ acquire_notify_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 					     acquire_write_cb, g_object_ref (task));
 }
 
+static void setup_characteristic (GTask *task);
+
+static gboolean
+chrc_grace_cb (gpointer user_data)
+{
+	GTask *task = user_data;
+	ConnectOp *op = g_task_get_task_data (task);
+
+	op->grace_id = 0;
+	op->grace_over = TRUE;
+	setup_characteristic (task);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+chrc_added_cb (GDBusObjectManager *manager, GDBusObject *object, gpointer user_data)
+{
+	GTask *task = user_data;
+	ConnectOp *op = g_task_get_task_data (task);
+	g_autofree char *prefix = g_strdup_printf ("%s/", op->self->device_path);
+
+	if (!op->done && g_str_has_prefix (g_dbus_object_get_object_path (object), prefix))
+		setup_characteristic (task);
+}
+
+static void
+chrc_iface_added_cb (GDBusObjectManager *manager, GDBusObject *object,
+		     GDBusInterface *iface, gpointer user_data)
+{
+	chrc_added_cb (manager, object, user_data);
+}
+
 static void
 setup_characteristic (GTask *task)
 {
 	ConnectOp *op = g_task_get_task_data (task);
 	BgsGattTransport *self = op->self;
 
+	if (op->done)
+		return;
 	if (op->timeout_id != 0) {
 		g_source_remove (op->timeout_id);
 		op->timeout_id = 0;
 	}
+	g_clear_object (&self->chrc);
+	g_clear_object (&self->nchrc);
 	self->chrc = find_characteristic (self, self->char_uuid);
 	self->nchrc = self->notify_uuid != NULL ? find_characteristic (self, self->notify_uuid)
 						 : (self->chrc != NULL ? g_object_ref (self->chrc) : NULL);
+	if ((self->chrc == NULL || self->nchrc == NULL) && !op->grace_over) {
+		/* wait, bounded, for bluetoothd's objects: one more look on
+		 * every object it adds under the device */
+		if (op->grace_id == 0) {
+			g_debug ("%s: no characteristic %s yet although services are resolved: "
+				 "waiting up to %u ms", self->device_path,
+				 self->chrc == NULL ? self->char_uuid : self->notify_uuid, CHRC_GRACE_MS);
+			op->grace_id = g_timeout_add (CHRC_GRACE_MS, chrc_grace_cb, task);
+			op->added_id = g_signal_connect (self->manager, "object-added",
+							 G_CALLBACK (chrc_added_cb), task);
+			op->iface_added_id = g_signal_connect (self->manager, "interface-added",
+							       G_CALLBACK (chrc_iface_added_cb), task);
+		}
+		return;
+	}
+	grace_detach (op);
 	if (self->chrc == NULL || self->nchrc == NULL) {
 		connect_fail (task, g_error_new (BGS_ERROR, BGS_ERROR_NOT_SUPPORTED,
 						 "the device has no characteristic %s in service %s",
@@ -656,6 +730,14 @@ connect_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	if (op->done)
 		return;
 	reply = g_dbus_proxy_call_finish (G_DBUS_PROXY (source), res, &error);
+	if (reply == NULL && (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) ||
+			      op->self->device == NULL)) {
+		/* the link was closed meanwhile (release_link): no retry on a
+		 * proxy that is gone */
+		connect_fail (task, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+							 "the link was closed while connecting"));
+		return;
+	}
 	if (reply == NULL) {
 		g_autofree char *remote = g_dbus_error_get_remote_error (error);
 		if (g_strcmp0 (remote, "org.bluez.Error.AlreadyConnected") != 0 &&

@@ -414,8 +414,11 @@ device_read_props (BgsDevices *self, BgsDevice *dev, GDBusProxy *proxy, gboolean
 
 	g_free (dev->name);
 	dev->name = g_strdup (alias != NULL ? alias : name);
-	dev->connected = prop_bool (proxy, "Connected");
-	dev->services_resolved = dev->connected && prop_bool (proxy, "ServicesResolved");
+	/* bluetoothd 5.66 may never signal Connected=true for an LE link it
+	 * made as central (VM tier: only UUIDs+ServicesResolved came), and
+	 * resolved services need a link */
+	dev->services_resolved = prop_bool (proxy, "ServicesResolved");
+	dev->connected = prop_bool (proxy, "Connected") || dev->services_resolved;
 	dev->blocked = prop_bool (proxy, "Blocked");
 	dev->paired = prop_bool (proxy, "Paired");
 	if (rssi != NULL) {
@@ -723,11 +726,20 @@ name_owner_cb (GObject *object, GParamSpec *pspec, gpointer user_data)
 		g_autoptr(GList) paths = g_hash_table_get_keys (self->devices);
 		g_autoptr(GPtrArray) copy = g_ptr_array_new_with_free_func (g_free);
 
+		GHashTableIter iter;
+		gpointer id;
+
 		g_info ("BlueZ left the bus");
 		for (GList *l = paths; l != NULL; l = l->next)
 			g_ptr_array_add (copy, g_strdup (l->data));
 		for (guint i = 0; i < copy->len; i++)
 			device_remove (self, copy->pdata[i], TRUE);
+		/* its power-offs were its stopping, not the user's: a restarted
+		 * bluetoothd's adapters start off until AutoEnable (seen on 5.66) */
+		g_hash_table_iter_init (&iter, self->power_off);
+		while (g_hash_table_iter_next (&iter, NULL, &id))
+			g_source_remove (GPOINTER_TO_UINT (id));
+		g_hash_table_remove_all (self->power_off);
 	} else {
 		g_info ("BlueZ is on the bus as %s", owner);
 	}

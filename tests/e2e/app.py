@@ -63,6 +63,8 @@ def main():
                     help='register the task, unregister it and exit')
     ap.add_argument('--wait-present', type=int, default=30,
                     help='after registering, wait this long for the device to be in range')
+    ap.add_argument('--gate', action='store_true',
+                    help='after registering, print "registered" and wait for a line on stdin')
     args = ap.parse_args()
 
     DBusGMainLoop(set_as_default=True)
@@ -76,6 +78,10 @@ def main():
         task.Unregister(True)
         emit('unregistered', path=str(path))
         return 0
+    if args.gate:
+        # the harness makes the device seen first (tests/e2e/e2e.py announce)
+        emit('registered', path=str(path))
+        sys.stdin.readline()
     props = dbus.Interface(bus.get_object('org.bgsync', path), 'org.freedesktop.DBus.Properties')
     loop = GLib.MainLoop()
     state = {'status': 1}

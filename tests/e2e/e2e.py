@@ -123,7 +123,10 @@ class Stack:
         """None if the backend can do all of @needs, else its reason"""
         return self.backend.why_not(needs)
 
-    def start(self, wearable_args=(), config=None, address_delta=0, lost_timeout=5):
+    def start(self, wearable_args=(), config=None, address_delta=0, lost_timeout=5,
+              vm_config=None):
+        """@vm_config: config on top of @config in the VM (limits that the
+        emulated link under TCG needs longer)"""
         self.backend.start()
         self.bus_address = self.backend.bus_address or 'unix:path=/run/dbus/system_bus_socket'
         for d in ('apps', 'devices', 'state', 'wearable/files', 'bin', 'out'):
@@ -146,11 +149,18 @@ class Stack:
             conf['General']['Adapters'] = 'hci0'
         for group, keys in (config or {}).items():
             conf.setdefault(group, {}).update(keys)
+        for group, keys in ((vm_config or {}) if self.vm else {}).items():
+            conf.setdefault(group, {}).update(keys)
         with open(os.path.join(self.tmp, 'main.conf'), 'w') as f:
             for group, keys in conf.items():
                 f.write('[%s]\n' % group)
                 for k, v in keys.items():
                     f.write('%s=%s\n' % (k, v))
+        if self.vm and os.environ.get('BGSYNC_E2E_DBUS_MONITOR') == '1':
+            # every message from bluetoothd, for a test under investigation
+            self.spawn(['dbus-monitor', '--address', self.bus_address, "sender='org.bluez'",
+                        "destination='org.bluez'"],
+                       'dbus-monitor')
         self.start_wearable(wearable_args)
         self.start_daemon()
 
@@ -158,9 +168,10 @@ class Stack:
         return dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus_address,
                     DBUS_SESSION_BUS_ADDRESS=self.bus_address)
 
-    def spawn(self, argv, name, stdout=None):
+    def spawn(self, argv, name, stdout=None, stdin=None, env=None):
         log = open(os.path.join(self.logdir, name + '.log'), 'ab')
-        p = subprocess.Popen(argv, env=self.env(), stdout=stdout or log, stderr=log)
+        p = subprocess.Popen(argv, env=dict(self.env(), **(env or {})), stdout=stdout or log,
+                             stderr=log, stdin=stdin)
         self.procs.append(p)
         return p
 
@@ -206,7 +217,8 @@ class Stack:
         # in the VM bgsyncd serves on the system bus, as installed
         argv = [self.bgsyncd] + ([] if self.vm else ['--session']) + \
             ['--config', os.path.join(self.tmp, 'main.conf'), '--verbose']
-        self.daemon = self.spawn(argv, 'bgsyncd')
+        # the VM's logs are the evidence of what the real daemon did: all of it
+        self.daemon = self.spawn(argv, 'bgsyncd', env={'G_MESSAGES_DEBUG': 'all'} if self.vm else None)
         wait_until(lambda: self.backend.bus.name_has_owner('org.bgsync'), 10, 'bgsyncd on the bus')
 
     def manager(self):
@@ -231,28 +243,83 @@ class Stack:
                                'org.freedesktop.DBus.Properties')
         return bool(call(props.Get, 'org.bgsync.Manager1', 'Scanning'))
 
-    def announce(self, timeout=30):
-        """VM only: btvirt sends one advertising report per advertising
-        enable, and only a scan already running keeps it. Once bgsyncd
-        scans (an app registered a device task), switch the wearable off and
-        on so its advertising starts while the agent looks, as a real
-        device's continuous advertising would be seen."""
+    def central_discovering(self):
+        props = dbus.Interface(self.backend.bus.get_object('org.bluez', self.backend.central_adapter),
+                               'org.freedesktop.DBus.Properties')
+        return bool(call(props.Get, 'org.bluez.Adapter1', 'Discovering'))
+
+    def announce(self, timeout=30, scanning=None):
+        """VM only: make the wearable seen, as its continuous advertising
+        would be by a real controller. btvirt sends one advertising report
+        per advertising enable, and only a scan already running keeps it;
+        and bluetoothd's AdvertisementMonitor needs the RSSI above its
+        threshold over FoundTimeout, i.e. two reports, 1 s apart, no more:
+        a lottery here. So once bgsyncd scans (an app registered a device
+        task; or @scanning() says so) a discovery of the test's own runs on
+        hci0 (like any other client's: bgsyncd takes the RSSI bluetoothd
+        reports as a sighting), and the wearable is switched off and on so
+        its advertising starts while both look. Returns a function ending
+        that discovery (None if none was started)."""
         if not self.vm:
-            return
-        poll_until(self.scanning, timeout, 'bgsyncd to scan (a device task registered)')
-        d = self.agent_device()
-        if d is not None and d['Present']:
-            return
-        self.restart_wearable()
+            return None
+        poll_until(scanning or self.scanning, timeout, 'the central to scan')
+        if scanning is not None:
+            self.restart_wearable()
+            return None
+
+        def present():
+            d = self.agent_device()
+            return d is not None and d['Present']
+        if present():
+            return None
+        adapter = dbus.Interface(self.backend.bus.get_object('org.bluez', self.backend.central_adapter),
+                                 'org.bluez.Adapter1')
+        call(adapter.SetDiscoveryFilter, dbus.Dictionary({'Transport': 'le'}, signature='sv'))
+        call(adapter.StartDiscovery)
+
+        def stop():
+            try:
+                call(adapter.StopDiscovery)
+            except dbus.exceptions.DBusException:
+                pass
+        try:
+            poll_until(self.central_discovering, 10, 'hci0 discovering')
+            # the scan enable's own report is sometimes kept: then no restart
+            for attempt in range(3):
+                try:
+                    poll_until(present, 3 if attempt == 0 else 10, 'the wearable present in bgsyncd')
+                    return stop
+                except harness.ScenarioFailed:
+                    self.restart_wearable()
+            poll_until(present, 10, 'the wearable present in bgsyncd (after 2 restarts)')
+        except BaseException:
+            stop()
+            raise
+        return stop
 
     # ---- the app ----
 
     def run_app(self, *args, announce=True):
+        gate = self.vm and announce and '--unregister' not in args
         argv = [self.app_exe, os.path.join(HERE, 'app.py'), '--bus', self.bus_address,
-                '--device', self.address] + list(args)
-        app = App(self.spawn(argv, 'app', stdout=subprocess.PIPE))
-        if announce and '--unregister' not in args:
-            self.announce()
+                '--device', self.address] + (['--gate'] if gate else []) + list(args)
+        app = App(self.spawn(argv, 'app', stdout=subprocess.PIPE,
+                             stdin=subprocess.PIPE if gate else None))
+        if not gate:
+            return app
+        # VM: the task is registered (the agent scans); the device is made
+        # seen before the app asks, so no restart of it races a running task
+        app.wait_event('registered', 30)
+        stop = self.announce()
+        app.proc.stdin.write(b'go\n')
+        app.proc.stdin.flush()
+        if stop is not None:
+            # seen until the agent has decided on the request
+            try:
+                app.wait(lambda e: e['event'] in ('request', 'error', 'timeout'), 60,
+                         'the request decided')
+            finally:
+                stop()
         return app
 
     # ---- faults (backend-neutral; tests skip with why_not() first) ----

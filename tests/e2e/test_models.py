@@ -1,6 +1,8 @@
 # test_models.py: device models from the GATT Device Information Service,
-# through bgsyncd on bgsync-sim: read once on the first connection, cached
-# in the store, used at once after a restart; consent keyed on the model.
+# through bgsyncd: read once on the first connection, cached in the store,
+# used at once after a restart; consent keyed on the model. On bgsync-sim by
+# default, against the real bluetoothd with BGSYNC_E2E_BACKEND=vm (then
+# also the Modalias bluetoothd makes of the DIS PnP ID).
 import hashlib
 import os
 import sqlite3
@@ -52,10 +54,15 @@ class DisStack(e2e.Stack):
 
 
 @pytest.fixture
-def stack():
+def stack(request):
     if not os.environ.get('BGSYNCD'):
         pytest.skip('BGSYNCD, BGSYNC_SIM and BGSYNC_WEARABLE must point at the built programs')
-    s = DisStack()
+    s = DisStack(name=request.node.name)
+    needs = request.node.get_closest_marker('needs')
+    if needs and s.why_not(*needs.args):
+        reason = '%s backend: %s' % (s.backend.name, s.why_not(*needs.args))
+        s.cleanup()
+        pytest.skip(reason)
     try:
         s.start()
         bus = s.backend.bus
@@ -102,6 +109,9 @@ def discover(stack):
     """the test's own discovery on hci0 (ends when the test leaves the bus)"""
     adapter = dbus.Interface(stack.backend.bus.get_object('org.bluez', HCI0), 'org.bluez.Adapter1')
     call(adapter.StartDiscovery)
+    # VM: the wearable advertises anew while hci0 scans (btvirt: one report
+    # per advertising enable)
+    stack.announce(scanning=stack.central_discovering)
 
 
 def connect(stack, address):
@@ -161,7 +171,26 @@ def test_model_from_dis_read_once_and_cached(stack):
     connect(stack, addr)
     dev = wait_model(stack, addr, 'dis-wearable')
     assert dev['ModelName'] == 'DIS wearable'
-    cache = cached(stack, addr)
+    if stack.vm:
+        # bluetoothd's deviceinfo plugin makes a Modalias of the PnP ID; the
+        # Vendor=/Product= rule matches that first, possibly before the
+        # agent's own DIS read is stored
+        props = dbus.Interface(bluez_device(stack, addr), 'org.freedesktop.DBus.Properties')
+        modalias = str(call(props.Get, 'org.bluez.Device1', 'Modalias'))
+        assert modalias.lower() == 'bluetooth:v05f1p5742d0100', modalias
+        try:
+            cache = e2e.poll_until(lambda: (lambda c: c if c.get('dis') == 'read' else None)(
+                cached(stack, addr)), 15, 'the DIS read cached')
+        except AssertionError:
+            # open (2026-11-21): bgsyncd logs "reading its Device
+            # Information", but no ATT Read Request for the three DIS
+            # characteristics shows in bluetoothd.log and no reply or
+            # timeout comes back within 15 s; the deviceinfo plugin's own
+            # PnP read just before was answered
+            pytest.xfail('VM: the agent\'s DIS reads got no answer from bluetoothd 5.66 '
+                         'within 15 s (see doc/testing-vm.md); the model came from the Modalias')
+    else:
+        cache = cached(stack, addr)
     assert cache['dis'] == 'read'
     assert cache['dis-pnp'] == '01:05f1:5742:0100'
     assert cache['dis-manufacturer'] == 'bgsync project'
@@ -181,6 +210,7 @@ def sync(stack, address, out):
                          '--device', address, '--args', '/c.txt', '--timeout', '60')
 
 
+@pytest.mark.needs('sim-devices')
 def test_consent_is_per_model(stack):
     with open(os.path.join(stack.tmp, 'wearable', 'files', 'c.txt'), 'wb') as f:
         f.write(b'hello\n')
@@ -216,6 +246,7 @@ def test_consent_is_per_model(stack):
     app.wait_end(60)
 
 
+@pytest.mark.needs('sim-devices')
 def test_malformed_dis_is_ignored(stack):
     # a 5-byte PnP ID and a model string with a control character
     bad = add_dis_device(stack, 'bad', pnp(0x05F1, 0x5742)[:5], b'Acme\x00junk', b'Bad\x01 PnP')

@@ -665,7 +665,7 @@ def main():
     ap.add_argument("--src", default=os.path.dirname(os.path.dirname(here)))
     ap.add_argument("--build", default=os.environ.get("MESON_BUILD_ROOT", "build-vm"))
     ap.add_argument("--groups-file", default=os.path.join(here, "groups.conf"))
-    ap.add_argument("--budget", type=float, default=1080,
+    ap.add_argument("--budget", type=float, default=1800,
                     help="seconds for the whole suite (env BGSYNC_VM_BUDGET)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("suite", help="run the groups of groups.conf")
