@@ -10,7 +10,7 @@ fi
 export BGSYNC_E2E_BACKEND=vm
 export BGSYNCD="$BGSYNC_BUILD/agent/daemon/bgsyncd"
 export BGSYNC_WEARABLE="$BGSYNC_BUILD/wearable/bgsync-wearable"
-export BGSYNC_E2E_LOGDIR="$BGSYNC_VM_RESULTS/artifacts/e2e"
+export BGSYNC_E2E_LOGDIR="${BGSYNC_E2E_LOGDIR:-$BGSYNC_VM_RESULTS/artifacts/e2e}"
 export PYTHONPATH="$BGSYNC_SRC/tests/e2e"
 # the source tree is read-only in the guest
 export PYTHONDONTWRITEBYTECODE=1
