@@ -159,6 +159,8 @@ typedef struct {
 	GSource *write_src;
 	int notify_fd;       /* our end of AcquireNotify */
 	GSource *notify_src;
+	char *write_device;  /* the central of the last WriteValue */
+	guint conn_sub;      /* Device1 PropertiesChanged on our adapter */
 } Wearable;
 
 static void register_app (Wearable *w);
@@ -337,6 +339,8 @@ close_write (Wearable *w)
 		close (w->write_fd);
 		w->write_fd = -1;
 		emit_chrc_changed (w, CHRC_SMP, "WriteAcquired");
+		/* the socket was the link: a request cut with it is gone */
+		bgs_smp_server_reset_link (w->server);
 	}
 }
 
@@ -462,8 +466,16 @@ handle_chrc_call (Wearable *w, ChrcKind kind, const char *method, GVariant *para
 		g_autoptr(GVariant) options = g_variant_get_child_value (params, 1);
 		gsize n = 0;
 		const guint8 *data = g_variant_get_fixed_array (value, &n, 1);
+		const char *device = NULL;
 
 		update_mtu (w, options);
+		/* another central writing: a new session, not a continuation */
+		if (g_variant_lookup (options, "device", "&o", &device) &&
+		    g_strcmp0 (device, w->write_device) != 0) {
+			bgs_smp_server_reset_link (w->server);
+			g_free (w->write_device);
+			w->write_device = g_strdup (device);
+		}
 		/* answer first: the response notifications follow the write */
 		g_dbus_method_invocation_return_value (inv, NULL);
 		bgs_smp_server_receive (w->server, data, n);
@@ -481,6 +493,7 @@ handle_chrc_call (Wearable *w, ChrcKind kind, const char *method, GVariant *para
 		if (!make_pair (sv, inv))
 			return;
 		update_mtu (w, options);
+		bgs_smp_server_reset_link (w->server);
 		w->write_fd = sv[0];
 		w->write_src = g_unix_fd_source_new (sv[0], G_IO_IN | G_IO_HUP | G_IO_ERR);
 		g_source_set_callback (w->write_src, (GSourceFunc) (void (*) (void)) on_write_fd, w, NULL);
@@ -644,6 +657,30 @@ export_objects (Wearable *w, GError **error)
 		g_array_append_val (w->reg_ids, id);
 	}
 	return TRUE;
+}
+
+/* a central connecting or leaving starts a new SMP connection: the
+ * AcquireWrite socket and WriteValue calls may outlive the link */
+static void
+on_device_changed (GDBusConnection *conn, const char *sender, const char *path,
+		   const char *iface, const char *signal, GVariant *params, gpointer user_data)
+{
+	Wearable *w = user_data;
+	g_autoptr(GVariant) changed = NULL;
+	const char *which = NULL;
+	gboolean connected;
+
+	if (!g_variant_is_of_type (params, G_VARIANT_TYPE ("(sa{sv}as)")))
+		return;
+	g_variant_get (params, "(&s@a{sv}@as)", &which, &changed, NULL);
+	/* only centrals on our own adapter */
+	if (!g_str_has_prefix (path, w->adapter_path) || path[strlen (w->adapter_path)] != '/' ||
+	    g_strcmp0 (which, "org.bluez.Device1") != 0 ||
+	    !g_variant_lookup (changed, "Connected", "b", &connected))
+		return;
+	g_debug ("%s %s", path, connected ? "connected" : "disconnected");
+	bgs_smp_server_reset_link (w->server);
+	g_clear_pointer (&w->write_device, g_free);
 }
 
 /* registration with bluetoothd */
@@ -1054,6 +1091,9 @@ main (int argc, char **argv)
 	w.loop = g_main_loop_new (NULL, FALSE);
 	g_unix_signal_add (SIGINT, on_signal, &w);
 	g_unix_signal_add (SIGTERM, on_signal, &w);
+	w.conn_sub = g_dbus_connection_signal_subscribe (w.bus, BLUEZ, "org.freedesktop.DBus.Properties",
+							"PropertiesChanged", NULL, "org.bluez.Device1",
+							G_DBUS_SIGNAL_FLAGS_NONE, on_device_changed, &w, NULL);
 	w.bluez_watch = g_bus_watch_name_on_connection (w.bus, BLUEZ, G_BUS_NAME_WATCHER_FLAGS_NONE,
 						       on_bluez_appeared, on_bluez_vanished, &w, NULL);
 	g_main_loop_run (w.loop);
@@ -1074,6 +1114,8 @@ main (int argc, char **argv)
 	close_notify (&w);
 	g_clear_pointer (&w.bulk, bgs_wearable_bulk_free);
 	g_bus_unwatch_name (w.bluez_watch);
+	g_dbus_connection_signal_unsubscribe (w.bus, w.conn_sub);
+	g_free (w.write_device);
 	for (guint i = 0; i < w.reg_ids->len; i++)
 		g_dbus_connection_unregister_object (w.bus, g_array_index (w.reg_ids, guint, i));
 	g_array_unref (w.reg_ids);

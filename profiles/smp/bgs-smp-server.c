@@ -51,6 +51,8 @@ struct _BgsSmpServer {
 	BgsSmpServerResetFunc reset_func;
 	gpointer reset_data;
 	GByteArray *rx;
+	GArray *rx_ends;  /* guint: where each write ended in rx, oldest first */
+	guint rx_timer;
 	guint reset_idle;
 };
 
@@ -107,7 +109,10 @@ bgs_smp_server_new (BgsClock *clock, const char *state_dir, const BgsSmpServerOp
 	s->mtu = 23;
 	s->read_fd = -1;
 	s->write_fd = -1;
+	if (s->opt.rx_timeout_usec <= 0)
+		s->opt.rx_timeout_usec = BGS_SMP_SERVER_RX_TIMEOUT_USEC;
 	s->rx = g_byte_array_new ();
+	s->rx_ends = g_array_new (FALSE, FALSE, sizeof (guint));
 	if (g_mkdir_with_parents (s->files_dir, 0700) < 0) {
 		int saved = errno;
 
@@ -134,6 +139,7 @@ bgs_smp_server_free (BgsSmpServer *s)
 	g_free (s->boot_path);
 	g_free (s->files_dir);
 	g_byte_array_unref (s->rx);
+	g_array_unref (s->rx_ends);
 	g_free (s);
 }
 
@@ -191,7 +197,7 @@ bgs_smp_server_boot (BgsSmpServer *s, GError **error)
 
 	s->up_active = FALSE;
 	s->erase_end = 0;
-	g_byte_array_set_size (s->rx, 0);
+	bgs_smp_server_reset_link (s);
 	if (s->pending != PENDING_NONE && slot_info (s, 1, &info)) {
 		if (!swap_slots (s, error))
 			return FALSE;
@@ -813,26 +819,132 @@ handle_request (BgsSmpServer *s, const guint8 *frame, gsize len)
 	}
 }
 
-void
-bgs_smp_server_receive (BgsSmpServer *s, const guint8 *data, gsize len)
+/* reassembly, per connection as in Zephyr's SMP BLE transport: a request
+ * may span several writes; a write that cannot start or continue a
+ * request is dropped, so a cut frame does not swallow the next request */
+
+/* largest request we take: buf_size, but not less than a client that
+ * never asked 0/6 may send */
+static gsize
+rx_limit (BgsSmpServer *s)
 {
-	g_byte_array_append (s->rx, data, (guint) len);
+	return MAX (s->opt.max_frame, 1024);
+}
+
+static void
+rx_consume (BgsSmpServer *s, guint n)
+{
+	guint i = 0;
+
+	n = MIN (n, s->rx->len);
+	g_byte_array_remove_range (s->rx, 0, n);
+	while (i < s->rx_ends->len && g_array_index (s->rx_ends, guint, i) <= n)
+		i++;
+	g_array_remove_range (s->rx_ends, 0, i);
+	for (i = 0; i < s->rx_ends->len; i++)
+		g_array_index (s->rx_ends, guint, i) -= n;
+}
+
+/* resync at the next write boundary */
+static void
+rx_drop_write (BgsSmpServer *s)
+{
+	rx_consume (s, s->rx_ends->len > 0 ? g_array_index (s->rx_ends, guint, 0) : s->rx->len);
+}
+
+static void
+rx_reset (BgsSmpServer *s)
+{
+	g_byte_array_set_size (s->rx, 0);
+	g_array_set_size (s->rx_ends, 0);
+	if (s->rx_timer != 0) {
+		bgs_clock_remove (s->clock, s->rx_timer);
+		s->rx_timer = 0;
+	}
+}
+
+static void rx_process (BgsSmpServer *s);
+
+static void
+on_rx_timeout (gpointer user_data)
+{
+	BgsSmpServer *s = user_data;
+
+	s->rx_timer = 0;
+	g_debug ("SMP server: request not completed in time, dropping %u byte(s) of it",
+		 s->rx_ends->len > 0 ? g_array_index (s->rx_ends, guint, 0) : s->rx->len);
+	rx_drop_write (s);
+	rx_process (s);
+}
+
+static void
+rx_process (BgsSmpServer *s)
+{
 	while (s->rx->len >= BGS_SMP_HEADER_SIZE) {
 		BgsSmpHeader h;
 		gsize need;
+		g_autoptr(GError) error = NULL;
+		g_autoptr(BgsSmpResponse) req = NULL;
 		g_autofree guint8 *frame = NULL;
 
-		if (!bgs_smp_header_decode (s->rx->data, s->rx->len, &h, NULL)) {
-			g_byte_array_set_size (s->rx, 0);
-			return;
+		if (!bgs_smp_header_decode (s->rx->data, s->rx->len, &h, &error) ||
+		    BGS_SMP_HEADER_SIZE + (gsize) h.len > rx_limit (s)) {
+			g_debug ("SMP server: impossible request header (%s), dropping the write",
+				 error != NULL ? error->message : "longer than buf_size");
+			rx_drop_write (s);
+			continue;
 		}
 		need = BGS_SMP_HEADER_SIZE + h.len;
 		if (s->rx->len < need)
-			return;
+			break;
+		/* a cut frame "completed" by the bytes of the next request:
+		 * its body does not parse and it spans writes */
+		req = bgs_smp_response_parse (s->rx->data, need, NULL);
+		if (req == NULL && s->rx_ends->len > 0 && g_array_index (s->rx_ends, guint, 0) < need) {
+			g_debug ("SMP server: request spanning writes does not parse, resyncing");
+			rx_drop_write (s);
+			continue;
+		}
 		frame = g_memdup2 (s->rx->data, need);
-		g_byte_array_remove_range (s->rx, 0, (guint) need);
+		rx_consume (s, (guint) need);
 		handle_request (s, frame, need);
 	}
+	/* a partial request must complete in time: restarted by every write */
+	if (s->rx_timer != 0) {
+		bgs_clock_remove (s->clock, s->rx_timer);
+		s->rx_timer = 0;
+	}
+	if (s->rx->len > 0)
+		s->rx_timer = bgs_clock_add_timeout (s->clock, s->opt.rx_timeout_usec, on_rx_timeout, s);
+}
+
+void
+bgs_smp_server_receive (BgsSmpServer *s, const guint8 *data, gsize len)
+{
+	guint end;
+
+	if (len == 0)
+		return;
+	/* more than any request can be: drop what is pending with it */
+	if (s->rx->len + len > rx_limit (s) + G_MAXUINT16) {
+		g_debug ("SMP server: reassembly overflow, dropping %u byte(s)", s->rx->len);
+		rx_reset (s);
+		if (len > rx_limit (s))
+			return;
+	}
+	g_byte_array_append (s->rx, data, (guint) len);
+	end = s->rx->len;
+	g_array_append_val (s->rx_ends, end);
+	rx_process (s);
+}
+
+void
+bgs_smp_server_reset_link (BgsSmpServer *s)
+{
+	if (s->rx->len > 0)
+		g_debug ("SMP server: new connection, dropping %u byte(s) of a partial request",
+			 s->rx->len);
+	rx_reset (s);
 }
 
 /* transports */
@@ -844,7 +956,7 @@ bgs_smp_server_set_transport (BgsSmpServer *s, guint mtu, BgsSmpServerSendFunc s
 	s->mtu = CLAMP (mtu, 23, 517);
 	s->send = send;
 	s->send_data = user_data;
-	g_byte_array_set_size (s->rx, 0);
+	rx_reset (s);
 }
 
 /* the device side may wait briefly for socket room: it is a simulator */
@@ -927,5 +1039,5 @@ bgs_smp_server_detach (BgsSmpServer *s)
 	s->write_fd = -1;
 	s->send = NULL;
 	s->send_data = NULL;
-	g_byte_array_set_size (s->rx, 0);
+	rx_reset (s);
 }

@@ -12,7 +12,11 @@
  * order they arrive, however many the client pipelines; an upload chunk at
  * any offset but the expected one is dropped and answered with the expected
  * offset (Zephyr's img_mgmt_upload). OS params (0/6) tell "buf_size" (the
- * frame limit) and "buf_count". */
+ * frame limit) and "buf_count". Reassembly of a request from several writes
+ * is per connection (bgs_smp_server_reset_link); a write whose header is
+ * impossible (reserved bits, longer than buf_size) is dropped, and so is a
+ * partial request not continued within rx_timeout_usec, so a cut frame
+ * does not make the device deaf to the next request. */
 #pragma once
 
 #include <glib.h>
@@ -40,7 +44,10 @@ typedef struct {
 	gint64 reset_delay_usec;  /* answer to reset, then go down after this (default 250 ms) */
 	guint buf_count;          /* SMP buffers told by OS params 0/6 (default 4) */
 	gboolean no_params;       /* answer 0/6 with MGMT_ERR_ENOTSUP, like older firmware */
+	gint64 rx_timeout_usec;   /* drop a partial request idle this long (default 1 s) */
 } BgsSmpServerOptions;
+
+#define BGS_SMP_SERVER_RX_TIMEOUT_USEC (1 * G_USEC_PER_SEC)
 
 BgsSmpServer *bgs_smp_server_new (BgsClock *clock, const char *state_dir,
 				  const BgsSmpServerOptions *options, GError **error);
@@ -58,6 +65,9 @@ void bgs_smp_server_set_reset_func (BgsSmpServer *server, BgsSmpServerResetFunc 
 
 /* one written value (any slice of the request stream) */
 void bgs_smp_server_receive (BgsSmpServer *server, const guint8 *data, gsize len);
+/* a central connected or went away, or a new write session started:
+ * forget any partial request */
+void bgs_smp_server_reset_link (BgsSmpServer *server);
 
 /* what MCUboot does at power-on: swap a pending image in, or revert an
  * unconfirmed test image; forgets any partial upload */

@@ -909,6 +909,136 @@ test_peer_gone (void **state)
 	assert_false (bgs_smp_client_is_attached (f->client));
 }
 
+/* reassembly: the server fed write by write (as bgsync-wearable does), on a
+ * fake clock, its notifications collected */
+
+typedef struct {
+	GByteArray *out;
+} Capture;
+
+static gboolean
+capture_send (const guint8 *data, gsize len, gpointer user_data, GError **error)
+{
+	Capture *c = user_data;
+
+	g_byte_array_append (c->out, data, (guint) len);
+	return TRUE;
+}
+
+static void
+feed (BgsSmpServer *server, const guint8 *data, gsize len)
+{
+	bgs_smp_server_receive (server, data, len);
+}
+
+static void
+feed_echo (BgsSmpServer *server, guint8 seq, const char *text)
+{
+	g_autoptr(GBytes) body = bgs_smp_build_echo (text);
+	g_autoptr(GBytes) frame = bgs_smp_frame_build (BGS_SMP_OP_WRITE, BGS_SMP_V2, BGS_SMP_GROUP_OS,
+						       BGS_SMP_OS_ECHO, seq, body);
+	gsize len = 0;
+	const guint8 *p = g_bytes_get_data (frame, &len);
+
+	/* two writes, as at a small MTU */
+	feed (server, p, 5);
+	feed (server, p + 5, len - 5);
+}
+
+/* the one echo answer in @c, with its sequence number */
+static void
+assert_echo_answer (Capture *c, guint8 seq, const char *text)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(BgsSmpResponse) r = bgs_smp_response_parse (c->out->data, c->out->len, &error);
+	g_autofree char *got = NULL;
+
+	assert_non_null (r);
+	assert_int_equal (r->hdr.op, BGS_SMP_OP_WRITE_RSP);
+	assert_int_equal (r->hdr.seq, seq);
+	assert_true (bgs_smp_parse_echo (r->body, &got, &error));
+	assert_string_equal (got, text);
+	g_byte_array_set_size (c->out, 0);
+}
+
+static BgsSmpServer *
+fake_server (Fx *f, BgsClock *clock, Capture *c)
+{
+	g_autoptr(GError) error = NULL;
+	BgsSmpServer *server;
+
+	f->opt.rx_timeout_usec = 500 * 1000;
+	server = bgs_smp_server_new (clock, f->dir, &f->opt, &error);
+	assert_non_null (server);
+	assert_true (bgs_smp_server_boot (server, &error));
+	c->out = g_byte_array_new ();
+	bgs_smp_server_set_transport (server, 247, capture_send, c);
+	return server;
+}
+
+/* a cut frame (the link dropped mid-request): the next request is answered
+ * once the partial one timed out, and at once on a new connection */
+static void
+test_rx_cut_frame (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(BgsClock) clock = bgs_clock_new_fake (0, 0);
+	Capture c;
+	g_autoptr(BgsSmpServer) server = fake_server (f, clock, &c);
+	g_autoptr(GBytes) body = bgs_smp_build_echo ("a request that never completes");
+	g_autoptr(GBytes) cut = bgs_smp_frame_build (BGS_SMP_OP_WRITE, BGS_SMP_V2, BGS_SMP_GROUP_OS,
+						     BGS_SMP_OS_ECHO, 1, body);
+
+	feed (server, g_bytes_get_data (cut, NULL), 12);
+	feed_echo (server, 2, "hello");
+	assert_int_equal (c.out->len, 0);
+	/* the partial request is dropped, the echo after it understood */
+	bgs_clock_fake_advance (clock, 600 * 1000);
+	assert_echo_answer (&c, 2, "hello");
+	assert_int_equal (bgs_clock_pending (clock), 0);
+
+	/* a cut frame "completed" by the next request's bytes: its body does
+	 * not parse, the request is found at its write boundary at once */
+	feed (server, g_bytes_get_data (cut, NULL), 10);
+	feed_echo (server, 3, "a longer text than the cut frame is missing");
+	assert_echo_answer (&c, 3, "a longer text than the cut frame is missing");
+
+	/* a new connection forgets the partial request at once */
+	feed (server, g_bytes_get_data (cut, NULL), 12);
+	bgs_smp_server_reset_link (server);
+	feed_echo (server, 4, "again");
+	assert_echo_answer (&c, 4, "again");
+	assert_int_equal (bgs_clock_pending (clock), 0);
+	g_byte_array_unref (c.out);
+}
+
+/* impossible headers (what bluetoothd 5.66 made of a write queued during
+ * AcquireWrite, reserved bits, a length past buf_size) are dropped: the
+ * next request is answered at once */
+static void
+test_rx_garbage_header (void **state)
+{
+	Fx *f = *state;
+	g_autoptr(BgsClock) clock = bgs_clock_new_fake (0, 0);
+	Capture c;
+	g_autoptr(BgsSmpServer) server = fake_server (f, clock, &c);
+	const guint8 garbled[] = { 0x01, 0x00, 0x69, 0x6d, 0x65 };
+	const guint8 reserved[] = { 0xe2, 0x00, 0x00, 0x02, 0x00, 0x00, 0x01, 0x00, 0xa0, 0xa0 };
+	const guint8 too_long[] = { 0x0a, 0x00, 0x40, 0x00, 0x00, 0x00, 0x01, 0x00, 0xa0 };
+
+	feed (server, garbled, sizeof (garbled));
+	feed_echo (server, 1, "one");
+	assert_echo_answer (&c, 1, "one");
+	feed (server, reserved, sizeof (reserved));
+	feed_echo (server, 2, "two");
+	assert_echo_answer (&c, 2, "two");
+	feed (server, too_long, sizeof (too_long));
+	feed_echo (server, 3, "three");
+	assert_echo_answer (&c, 3, "three");
+	assert_int_equal (bgs_clock_pending (clock), 0);
+	g_byte_array_unref (c.out);
+}
+
 int
 main (void)
 {
@@ -931,6 +1061,8 @@ main (void)
 		cmocka_unit_test_setup_teardown (test_echo_v1_and_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_peer_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_fs_upload_helper, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_rx_cut_frame, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_rx_garbage_header, setup, teardown),
 	};
 
 	return cmocka_run_group_tests (tests, NULL, NULL);
