@@ -495,6 +495,38 @@ take_fd (GVariant *reply, GUnixFDList *fds, guint16 *mtu)
 
 static void acquire_write_cb (GObject *source, GAsyncResult *res, gpointer user_data);
 
+/* an Acquire* error saying the link is gone: bluetoothd answers so between
+ * the sockets hanging up and Connected=false (5.66: Failed "Not connected").
+ * That must fail the try, not fall back to WriteValue/StartNotify on a
+ * device that is not there; only "not supported"-type errors fall back */
+static gboolean
+acquire_error_link_gone (const GError *error)
+{
+	g_autofree char *remote = NULL;
+	g_autofree char *msg = NULL;
+
+	if (error == NULL)
+		return FALSE;
+	if (g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_SERVICE_UNKNOWN) ||
+	    g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_NAME_HAS_NO_OWNER))
+		return TRUE;
+	remote = g_dbus_error_get_remote_error (error);
+	if (g_strcmp0 (remote, "org.bluez.Error.NotConnected") == 0)
+		return TRUE;
+	msg = g_ascii_strdown (error->message, -1);
+	return strstr (msg, "not connected") != NULL;
+}
+
+static void
+acquire_fail (GTask *task, const char *method, const GError *error)
+{
+	g_autoptr(GError) copy = g_error_copy (error);
+
+	g_dbus_error_strip_remote_error (copy);
+	connect_fail (task, g_error_new (BGS_ERROR, BGS_ERROR_IO, "the device is not connected (%s: %s)",
+					 method, copy->message));
+}
+
 static void
 start_notify_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 {
@@ -541,6 +573,10 @@ acquire_write_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	if (op->done)
 		return;
 	reply = g_dbus_proxy_call_with_unix_fd_list_finish (G_DBUS_PROXY (source), &fds, res, &error);
+	if (reply == NULL && acquire_error_link_gone (error)) {
+		acquire_fail (task, "AcquireWrite", error);
+		return;
+	}
 	if (reply != NULL)
 		self->write_fd = take_fd (reply, fds, &mtu);
 	if (self->write_fd >= 0) {
@@ -571,6 +607,10 @@ acquire_notify_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	if (op->done)
 		return;
 	reply = g_dbus_proxy_call_with_unix_fd_list_finish (G_DBUS_PROXY (source), &fds, res, &error);
+	if (reply == NULL && acquire_error_link_gone (error)) {
+		acquire_fail (task, "AcquireNotify", error);
+		return;
+	}
 	if (reply != NULL)
 		self->notify_fd = take_fd (reply, fds, &mtu);
 	if (self->notify_fd >= 0) {

@@ -152,6 +152,7 @@ static const gchar introspection_xml[] =
 "  <method name='GetValue'><arg name='address' type='s'/><arg name='characteristic' type='s'/><arg name='value' type='ay' direction='out'/></method>"
 "  <method name='Configure'><arg name='options' type='a{sv}'/></method>"
 "  <method name='SetAcquireMTU'><arg name='address' type='s'/><arg name='mtu' type='i'/></method>"
+"  <method name='SetAcquireError'><arg name='address' type='s'/><arg name='error' type='s'/></method>"
 "  <method name='CloseAcquired'><arg name='address' type='s'/><arg name='which' type='s'/><arg name='closed' type='u' direction='out'/></method>"
 "  <property name='Version' type='s' access='read'/>"
 "  <property name='BluezRunning' type='b' access='read'/>"

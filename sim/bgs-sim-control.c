@@ -428,6 +428,19 @@ control_method (SimIface *iface, const gchar *sender, const gchar *method,
 		g_dbus_method_invocation_return_value (inv, NULL);
 		return;
 	}
+	if (g_strcmp0 (method, "SetAcquireError") == 0) {
+		const gchar *name;
+		g_variant_get (params, "(&s&s)", &address, &name);
+		if (!sim_address_valid (address) || strlen (name) > 64 ||
+		    strspn (name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != strlen (name)) {
+			g_dbus_method_invocation_return_dbus_error (inv, ERR_INVALID,
+					"an address and an org.bluez.Error name like NotConnected (empty: none)");
+			return;
+		}
+		sim_gatt_set_acquire_error (address, name);
+		g_dbus_method_invocation_return_value (inv, NULL);
+		return;
+	}
 	if (g_strcmp0 (method, "CloseAcquired") == 0) {
 		const gchar *which;
 		gboolean notify, write;

@@ -1186,6 +1186,40 @@ sim_gatt_set_acquire_mtu (const gchar *address, gint mtu)
 				     GUINT_TO_POINTER ((guint) MIN (mtu, G_MAXUINT16) + 1));
 }
 
+/* device address -> org.bluez.Error.<name> that Acquire* answer: what
+ * bluetoothd says after the link is lost but before Connected=false */
+static GHashTable *acquire_errors;
+
+void
+sim_gatt_set_acquire_error (const gchar *address, const gchar *error)
+{
+	g_autofree gchar *key = g_ascii_strup (address, -1);
+
+	if (acquire_errors == NULL)
+		acquire_errors = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+	if (error == NULL || *error == '\0')
+		g_hash_table_remove (acquire_errors, key);
+	else
+		g_hash_table_insert (acquire_errors, g_steal_pointer (&key), g_strdup (error));
+}
+
+static gboolean
+acquire_fault (SimRChrc *rc, GDBusMethodInvocation *inv)
+{
+	const gchar *name = acquire_errors != NULL ? g_hash_table_lookup (acquire_errors, rc->dev->address)
+						   : NULL;
+
+	if (name == NULL)
+		return FALSE;
+	if (g_strcmp0 (name, "NotSupported") == 0)
+		sim_return_error (inv, name, "Operation is not supported");
+	else if (g_strcmp0 (name, "NotPermitted") == 0)
+		sim_return_error (inv, name, "Operation is not permitted");
+	else
+		sim_return_error (inv, name, "Not connected");
+	return TRUE;
+}
+
 static guint16
 fault_mtu (SimRChrc *rc, guint16 mtu)
 {
@@ -1390,7 +1424,7 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 		gint fds[2];
 		guint16 acquire_mtu = 0;
 		gboolean was = rchrc_subscribed (rc);
-		if (!check_connected (rc->dev, inv))
+		if (!check_connected (rc->dev, inv) || acquire_fault (rc, inv))
 			return;
 		if (rc->notify_fd >= 0) {
 			sim_return_error (inv, "NotPermitted", "Notify acquired");
@@ -1416,7 +1450,7 @@ chrc_method (SimIface *iface, const gchar *sender, const gchar *method,
 		rchrc_update_subscription (rc, was);
 		return_fd (inv, fds[1], fault_mtu (rc, negotiated_mtu (rc->dev->link->mtu, acquire_mtu)));
 	} else if (g_strcmp0 (method, "AcquireWrite") == 0) {
-		if (!check_connected (rc->dev, inv))
+		if (!check_connected (rc->dev, inv) || acquire_fault (rc, inv))
 			return;
 		if (rc->write_fd >= 0) {
 			sim_return_error (inv, "NotPermitted", "Write acquired");

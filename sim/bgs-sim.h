@@ -390,6 +390,7 @@ gboolean sim_flags_has (const gchar *const *flags, const gchar *flag);
 /* faults: the MTU Acquire* report for a device (-1: the real one), and
  * closing its acquired sockets now */
 void sim_gatt_set_acquire_mtu (const gchar *address, gint mtu);
+void sim_gatt_set_acquire_error (const gchar *address, const gchar *error);
 guint sim_gatt_close_acquired (Sim *sim, const gchar *address, gboolean notify, gboolean write);
 
 /* bgs-sim-peripheral.c */

@@ -185,3 +185,49 @@ def test_reconnect_honours_cancel(sim, step):
         assert r['result'] == 'cancelled'
         assert r['fds_after_cancel'] == 'ok' and r['sim_released'] == 'yes'
         assert r['reconnect_after'] == 'ok'
+
+
+def bulk_fails(b, path, *args, timeout=60):
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=b.bus_address)
+    argv = [GATT_BULK, '--device', path, '--service', peripheral.SVC_UUID,
+            '--write', peripheral.RX_UUID, '--notify', peripheral.TX_UUID,
+            '--timeout', '30'] + list(args)
+    p, done = run_tool(argv, env, timeout)
+    rc, out, err = finish(p, done, timeout, 'gatt-bulk to fail')
+    assert rc == 1, (out, err)
+    return err
+
+
+# the window between the sockets hanging up and bluetoothd's Connected=false:
+# Connected/ServicesResolved are still true, Acquire* says the device is not
+# connected (NotConnected, or 5.66's Failed "Not connected"). The try fails
+# (the caller's retry applies) instead of falling back to WriteValue and
+# reporting the link up; a "not supported" answer still falls back
+@pytest.mark.parametrize('error', ['NotConnected', 'Failed'])
+def test_acquire_not_connected_fails_the_try(sim, error):
+    b, peer = sim
+    path = discover(b, peer)
+    call(b.sim.SetAcquireError, peer.address, error)
+    err = bulk_fails(b, path, '--send', '100')
+    assert 'not connected' in err
+    assert received_bytes(peer) == b''
+    # the next try, once the link answers again, gets the fd path
+    call(b.sim.SetAcquireError, peer.address, '')
+    r = bulk(b, path, '--send', '100')
+    assert r['path'] == 'fd'
+    wait_until(lambda: len(received_bytes(peer)) > 0, 10, 'the peer to receive')
+
+
+def test_acquire_not_supported_falls_back(sim):
+    b, peer = sim
+    path = discover(b, peer)
+    call(b.sim.SetAcquireError, peer.address, 'NotSupported')
+    r = bulk(b, path, '--send', '100')
+    assert r['path'] == 'writevalue'
+    got = b''
+    def collect():
+        nonlocal got
+        got += received_bytes(peer)
+        return len(got) >= 100
+    wait_until(collect, 10, 'the peer to receive 100 bytes')
+    assert got == pattern(100)
