@@ -505,12 +505,61 @@ test_acquired_smp (void **state)
 	}
 }
 
+/* a request cut by a lost link (its first 12 of 300-odd bytes written, as
+ * bluetoothd hands the app what arrived) does not leave the SMP server deaf:
+ * the next central's session over the acquired sockets is understood at
+ * once (the partial request is per connection) */
+static void
+test_cut_request (void **state)
+{
+	Fx *f = *state;
+	guint16 wmtu = 0, nmtu = 0;
+	int wfd, nfd;
+	g_autoptr(GError) error = NULL;
+	g_autofree char *long_text = g_strnfill (300, 'x');
+	g_autoptr(GBytes) long_body = bgs_smp_build_echo (long_text);
+	g_autoptr(GBytes) cut = bgs_smp_frame_build (BGS_SMP_OP_WRITE, BGS_SMP_V1, 0, 0, 77, long_body);
+	g_autoptr(GVariant) r = NULL;
+	GVariantBuilder opts;
+
+	start_wearable (f, "--battery=50");
+	g_variant_builder_init (&opts, G_VARIANT_TYPE ("a{sv}"));
+	g_variant_builder_add (&opts, "{sv}", "device", g_variant_new_object_path ("/org/bluez/hci1/dev_00_AA_01_00_00_00"));
+	g_variant_builder_add (&opts, "{sv}", "mtu", g_variant_new_uint16 (247));
+	g_variant_builder_add (&opts, "{sv}", "type", g_variant_new_string ("command"));
+	r = app_call (f, SMP_CHRC, "org.bluez.GattCharacteristic1", "WriteValue",
+		      g_variant_new ("(@aya{sv})",
+				     g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE,
+								g_bytes_get_data (cut, NULL), 12, 1),
+				     &opts),
+		      &error);
+	assert_non_null (r);
+
+	wfd = acquire (f, "AcquireWrite", &wmtu);
+	nfd = acquire (f, "AcquireNotify", &nmtu);
+	assert_true (bgs_smp_client_attach_fds (f->client, wfd, nfd, 247, &error));
+	{
+		g_autoptr(GBytes) body = bgs_smp_build_echo ("heard");
+		g_autofree char *text = NULL;
+
+		bgs_smp_client_call_async (f->client, BGS_SMP_OP_WRITE, 0, 0, body, NULL, call_cb, f);
+		wait_done (f);
+		if (f->error != NULL)
+			print_error ("echo after a cut request: %s\n", f->error->message);
+		assert_null (f->error);
+		assert_true (bgs_smp_parse_echo (f->resp->body, &text, NULL));
+		assert_string_equal (text, "heard");
+		g_clear_pointer (&f->resp, bgs_smp_response_free);
+	}
+}
+
 int
 main (void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown (test_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown (test_acquired_smp, setup, teardown),
+		cmocka_unit_test_setup_teardown (test_cut_request, setup, teardown),
 	};
 	g_autofree char *daemon = g_find_program_in_path ("dbus-daemon");
 	int rc;
