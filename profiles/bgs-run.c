@@ -17,6 +17,7 @@ struct _BgsRun {
 	guint estimate;
 	GHashTable *fds;    /* name -> GINT_TO_POINTER (fd + 1) */
 	GHashTable *params; /* nullable, string -> string */
+	char *params_origin;
 	gboolean finished;
 	BgsCancelReason cancel_reason;
 	void (*cancel) (BgsRun *run, BgsCancelReason reason);
@@ -52,6 +53,7 @@ bgs_run_finalize (GObject *object)
 		self->opener_destroy (self->opener_data);
 	g_hash_table_unref (self->fds);
 	g_clear_pointer (&self->params, g_hash_table_unref);
+	g_free (self->params_origin);
 	g_free (self->entry_point);
 	g_free (self->device);
 	g_free (self->device_id);
@@ -150,6 +152,25 @@ bgs_run_set_params (BgsRun *self, GHashTable *params)
 	g_clear_pointer (&self->params, g_hash_table_unref);
 	if (params != NULL)
 		self->params = g_hash_table_ref (params);
+}
+
+GHashTable *
+bgs_run_get_params (BgsRun *self)
+{
+	return self->params;
+}
+
+void
+bgs_run_set_params_origin (BgsRun *self, const char *origin)
+{
+	g_free (self->params_origin);
+	self->params_origin = g_strdup (origin);
+}
+
+const char *
+bgs_run_get_params_origin (BgsRun *self)
+{
+	return self->params_origin;
 }
 
 const char *

@@ -47,6 +47,10 @@ gboolean bgs_run_has_fd (BgsRun *self, const char *name);
 /* per-model profile parameters from device metadata ([Profile <name>]) */
 void bgs_run_set_params (BgsRun *self, GHashTable *params);
 const char *bgs_run_get_param (BgsRun *self, const char *key);
+GHashTable *bgs_run_get_params (BgsRun *self);
+/* where they came from ("<model file>: [Profile <name>]"), for warnings */
+void bgs_run_set_params_origin (BgsRun *self, const char *origin);
+const char *bgs_run_get_params_origin (BgsRun *self);
 
 /* opens a transport to the run's device (installed by the daemon); the
  * transport's I/O is counted for the run */

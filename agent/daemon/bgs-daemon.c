@@ -1193,6 +1193,16 @@ model_params (const BgsDeviceModel *model, const char *entry_point)
 	return g_hash_table_lookup (model->profiles, family);
 }
 
+/* where model_params() found them, for the profile's warnings */
+static char *
+model_params_origin (const BgsDeviceModel *model, const char *entry_point)
+{
+	g_autofree char *family = g_strndup (entry_point, strcspn (entry_point, "-"));
+
+	return g_strdup_printf ("%s: [Profile %s]", model->path != NULL ? model->path : model->id,
+				g_hash_table_contains (model->profiles, entry_point) ? entry_point : family);
+}
+
 static void
 request_reply (RequestCtx *ctx, BgsTriggerResult result, BgsDenyReason reason)
 {
@@ -1303,6 +1313,11 @@ request_start (RequestCtx *ctx)
 		g_free (key);
 	}
 	bgs_run_set_params (run, model_params (model, reg->entry_point));
+	if (model_params (model, reg->entry_point) != NULL) {
+		g_autofree char *origin = model_params_origin (model, reg->entry_point);
+
+		bgs_run_set_params_origin (run, origin);
+	}
 	bgs_run_set_transport_opener (run, bgs_links_open_transport, self->links, NULL);
 
 	/* answer first: a profile may finish synchronously */

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,6 +60,7 @@ typedef struct {
 	GCancellable *cancellable;
 	gulong packet_id, disconnected_id, reconnected_id;
 	gboolean link_up;
+	BgsSmpParams params;
 	/* update */
 	UpdateStep step;
 	GBytes *image;
@@ -88,6 +90,7 @@ smp_run_free (gpointer data)
 	g_clear_pointer (&s->clock, bgs_clock_unref);
 	g_clear_pointer (&s->image, g_bytes_unref);
 	g_strfreev (s->files);
+	bgs_smp_params_clear (&s->params);
 	if (s->dir_fd >= 0)
 		close (s->dir_fd);
 	if (s->file_fd >= 0)
@@ -95,11 +98,173 @@ smp_run_free (gpointer data)
 	g_free (s);
 }
 
+/* ---- [Profile smp] / [Profile smp-firmware-update] parameters ---------------------- */
+
+static const char *const param_keys[] = {
+	"Version", "RequestTimeout", "Retries", "Window", "OsParams", "Files", "Throughput",
+	"RebootSeconds", NULL,
+};
+
+void
+bgs_smp_params_init (BgsSmpParams *p)
+{
+	memset (p, 0, sizeof (*p));
+	p->version = 1;
+	p->request_timeout_usec = 5 * G_USEC_PER_SEC;
+	p->retries = BGS_SMP_DEFAULT_RETRIES;
+	p->window = BGS_SMP_DEFAULT_WINDOW_CAP;
+	p->os_params = TRUE;
+	p->throughput = 0;
+	p->reboot_seconds = 30;
+}
+
+void
+bgs_smp_params_clear (BgsSmpParams *p)
+{
+	g_clear_pointer (&p->files, g_strfreev);
+}
+
+static void
+param_warn (GPtrArray *warnings, const char *origin, const char *key, const char *value,
+	    const char *range, const char *fallback)
+{
+	if (warnings != NULL)
+		g_ptr_array_add (warnings, g_strdup_printf ("%s %s=%s: not %s; using %s", origin, key,
+							    value, range, fallback));
+}
+
+static gboolean
+param_get_uint (GHashTable *params, const char *key, guint min, guint max, guint *out,
+		const char *origin, GPtrArray *warnings)
+{
+	const char *v = g_hash_table_lookup (params, key);
+	g_autofree char *range = NULL;
+	g_autofree char *fallback = NULL;
+	guint64 n;
+
+	if (v == NULL)
+		return FALSE;
+	if (g_ascii_string_to_unsigned (v, 10, min, max, &n, NULL)) {
+		*out = (guint) n;
+		return TRUE;
+	}
+	range = g_strdup_printf ("a whole number in %u..%u", min, max);
+	fallback = g_strdup_printf ("%u", *out);
+	param_warn (warnings, origin, key, v, range, fallback);
+	return FALSE;
+}
+
+static gboolean
+param_get_double (GHashTable *params, const char *key, gdouble min, gdouble max, gdouble *out,
+		  const char *range, const char *fallback, const char *origin, GPtrArray *warnings)
+{
+	const char *v = g_hash_table_lookup (params, key);
+	char *end = NULL;
+	gdouble d;
+
+	if (v == NULL)
+		return FALSE;
+	d = g_ascii_strtod (v, &end);
+	if (end != v && *end == '\0' && isfinite (d) && d >= min && d <= max) {
+		*out = d;
+		return TRUE;
+	}
+	param_warn (warnings, origin, key, v, range, fallback);
+	return FALSE;
+}
+
+/* device paths: absolute, bounded, UTF-8 (the device judges the rest) */
+static gboolean
+valid_device_path (const char *path)
+{
+	return path[0] == '/' && path[1] != '\0' && strlen (path) < 256 &&
+	       g_utf8_validate (path, -1, NULL);
+}
+
+void
+bgs_smp_params_parse (GHashTable *params, const char *origin, BgsSmpParams *p, GPtrArray *warnings)
+{
+	GHashTableIter iter;
+	gpointer key, value;
+	const char *v;
+	gdouble d;
+
+	bgs_smp_params_init (p);
+	if (params == NULL)
+		return;
+	if (origin == NULL)
+		origin = "[Profile smp]";
+	g_hash_table_iter_init (&iter, params);
+	while (g_hash_table_iter_next (&iter, &key, &value)) {
+		if (!g_strv_contains (param_keys, key) && warnings != NULL) {
+			g_autofree char *known = g_strjoinv (", ", (char **) param_keys);
+
+			g_ptr_array_add (warnings, g_strdup_printf ("%s unknown key %s ignored (known: %s)",
+								    origin, (const char *) key, known));
+		}
+	}
+	param_get_uint (params, "Version", 1, 2, &p->version, origin, warnings);
+	if (param_get_double (params, "RequestTimeout", 0.1, 600, &d, "seconds in 0.1..600", "5",
+			      origin, warnings))
+		p->request_timeout_usec = (gint64) (d * G_USEC_PER_SEC);
+	param_get_uint (params, "Retries", 0, 10, &p->retries, origin, warnings);
+	param_get_uint (params, "Window", 1, BGS_SMP_MAX_WINDOW, &p->window, origin, warnings);
+	v = g_hash_table_lookup (params, "OsParams");
+	if (v != NULL) {
+		if (g_ascii_strcasecmp (v, "true") == 0 || g_ascii_strcasecmp (v, "yes") == 0 ||
+		    g_strcmp0 (v, "1") == 0)
+			p->os_params = TRUE;
+		else if (g_ascii_strcasecmp (v, "false") == 0 || g_ascii_strcasecmp (v, "no") == 0 ||
+			 g_strcmp0 (v, "0") == 0)
+			p->os_params = FALSE;
+		else
+			param_warn (warnings, origin, "OsParams", v, "true or false", "true");
+	}
+	v = g_hash_table_lookup (params, "Files");
+	if (v != NULL) {
+		g_auto(GStrv) files = g_strsplit (v, ";", -1);
+		guint n = 0;
+		gboolean ok = TRUE;
+
+		/* a trailing ';' is key file list style */
+		for (guint i = 0; files[i] != NULL; i++) {
+			g_strstrip (files[i]);
+			if (files[i][0] == '\0' && files[i + 1] == NULL)
+				break;
+			if (!valid_device_path (files[i]))
+				ok = FALSE;
+			n++;
+		}
+		if (ok && n > 0 && n <= MAX_FILES) {
+			if (files[n] != NULL) {
+				g_free (files[n]);
+				files[n] = NULL;
+			}
+			p->files = g_steal_pointer (&files);
+		} else {
+			g_autofree char *range = g_strdup_printf ("1..%d ';'-separated device paths "
+								  "starting with '/'", MAX_FILES);
+
+			param_warn (warnings, origin, "Files", v, range, "none (the app names the files)");
+		}
+	}
+	if (param_get_double (params, "Throughput", 1, 1e9, &d, "bytes per second in 1..1e9",
+			      "the rate measured on the device, else 2000", origin, warnings))
+		p->throughput = d;
+	param_get_uint (params, "RebootSeconds", 0, 3600, &p->reboot_seconds, origin, warnings);
+}
+
 static SmpRun *
 smp_run_new (BgsRun *run)
 {
 	SmpRun *s = g_new0 (SmpRun, 1);
+	g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func (g_free);
 
+	/* once per run, not per request */
+	bgs_smp_params_parse (bgs_run_get_params (run), bgs_run_get_params_origin (run), &s->params,
+			      warnings);
+	for (guint i = 0; i < warnings->len; i++)
+		g_warning ("%s", (const char *) g_ptr_array_index (warnings, i));
 	s->run = run;
 	s->clock = bgs_clock_new_real ();
 	s->cancellable = g_cancellable_new ();
@@ -155,16 +320,6 @@ packet_cb (BgsTransport *transport, GBytes *packet, gpointer user_data)
 	bgs_smp_client_receive (s->client, data, len);
 }
 
-static guint
-param_uint (SmpRun *s, const char *key, guint fallback)
-{
-	const char *v = bgs_run_get_param (s->run, key);
-	guint64 n;
-
-	if (v == NULL || !g_ascii_string_to_unsigned (v, 10, 1, G_MAXUINT32, &n, NULL))
-		return fallback;
-	return (guint) n;
-}
 
 /* ---- shared: open the link ------------------------------------------------------ */
 
@@ -244,18 +399,16 @@ params_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 static void
 smp_link_ready (SmpRun *s, SmpLinkFunc next)
 {
-	const char *ask = bgs_run_get_param (s->run, "OsParams");
 	OpenCtx *ctx;
 
-	if (ask != NULL && (g_ascii_strcasecmp (ask, "false") == 0 || g_strcmp0 (ask, "0") == 0 ||
-			    g_ascii_strcasecmp (ask, "no") == 0)) {
+	if (!s->params.os_params) {
 		next (s);
 		return;
 	}
 	ctx = g_new0 (OpenCtx, 1);
 	ctx->s = smp_hold (s);
 	ctx->next = next;
-	bgs_smp_client_query_params_async (s->client, param_uint (s, "Window", BGS_SMP_DEFAULT_WINDOW_CAP),
+	bgs_smp_client_query_params_async (s->client, s->params.window,
 					   s->cancellable, params_cb, ctx);
 }
 
@@ -299,12 +452,9 @@ smp_open (SmpRun *s, gboolean survive_reboot, SmpLinkFunc next)
 {
 	BgsTransportRequest req = { 0 };
 	OpenCtx *ctx = g_new0 (OpenCtx, 1);
-	guint version = param_uint (s, "version", 1);
 
-	s->client = bgs_smp_client_new (s->clock, version >= 2 ? BGS_SMP_V2 : BGS_SMP_V1);
-	bgs_smp_client_set_timeout (s->client,
-				    (gint64) param_uint (s, "timeout-ms", 5000) * 1000,
-				    param_uint (s, "retries", BGS_SMP_DEFAULT_RETRIES));
+	s->client = bgs_smp_client_new (s->clock, s->params.version >= 2 ? BGS_SMP_V2 : BGS_SMP_V1);
+	bgs_smp_client_set_timeout (s->client, s->params.request_timeout_usec, s->params.retries);
 	req.kind = BGS_TRANSPORT_GATT;
 	req.service_uuid = SMP_SERVICE_UUID;
 	req.characteristic_uuid = SMP_CHAR_UUID;
@@ -668,7 +818,6 @@ sync_start (BgsRun *run)
 {
 	SmpRun *s = smp_run_new (run);
 	const char *args = bgs_run_get_arguments (run);
-	const char *listed = bgs_run_get_param (run, "files");
 
 	s->dir_fd = bgs_run_steal_fd (run, "output-dir");
 	if (s->dir_fd < 0) {
@@ -676,7 +825,12 @@ sync_start (BgsRun *run)
 		return;
 	}
 	/* files named by the app, else the model's list */
-	s->files = g_strsplit (args != NULL && *args != '\0' ? args : (listed != NULL ? listed : ""), ";", MAX_FILES + 1);
+	if (args != NULL && *args != '\0')
+		s->files = g_strsplit (args, ";", MAX_FILES + 1);
+	else if (s->params.files != NULL)
+		s->files = g_strdupv (s->params.files);
+	else
+		s->files = g_new0 (char *, 1);
 	if (s->files[0] == NULL || *s->files[0] == '\0' || g_strv_length (s->files) > MAX_FILES) {
 		smp_fail (s, BGS_ERROR_INVALID_ARGS,
 			  "name the files to sync (\";\"-separated device paths, at most %d)", MAX_FILES);
@@ -706,18 +860,20 @@ smp_cancel (BgsRun *run, BgsCancelReason reason)
 static guint
 update_estimate (gint64 input_size, gdouble measured_rate, GHashTable *params)
 {
-	const char *v;
+	BgsSmpParams p;
 	gdouble rate = measured_rate;
-	guint64 reboot = 30;
+	guint reboot;
 
 	if (input_size <= 0)
 		return 0;
-	if (!(rate > 0) && params != NULL && (v = g_hash_table_lookup (params, "Throughput")) != NULL)
-		rate = g_ascii_strtod (v, NULL);
+	/* quietly: the run warns about bad values, once */
+	bgs_smp_params_parse (params, NULL, &p, NULL);
 	if (!(rate > 0) || rate > 1e9)
+		rate = p.throughput;
+	if (!(rate > 0))
 		rate = 2000;
-	if (params != NULL && (v = g_hash_table_lookup (params, "RebootSeconds")) != NULL)
-		reboot = MIN (g_ascii_strtoull (v, NULL, 10), 3600);
+	reboot = p.reboot_seconds;
+	bgs_smp_params_clear (&p);
 	return (guint) MIN ((gdouble) input_size / rate + reboot + 1, (gdouble) G_MAXUINT32);
 }
 

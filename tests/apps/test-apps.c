@@ -521,7 +521,7 @@ test_model_shipped (void **state)
 	assert_int_equal (m->presence.found_rssi, -80);
 	assert_int_equal (m->presence.lost_timeout, 30);
 	assert_true (m->reconnect.same_name);
-	assert_non_null (bgs_device_model_get_param (m, "smp", "MTU"));
+	assert_non_null (bgs_device_model_get_param (m, "smp", "Window"));
 	assert_null (bgs_device_model_get_param (m, "smp", "Nope"));
 	assert_null (bgs_device_model_get_param (m, "obex", "MTU"));
 	assert_int_equal (warnings->len, 0);

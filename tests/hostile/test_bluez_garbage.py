@@ -383,7 +383,7 @@ def smp_gadget(bg, acquire):
                 'DeviceUseEntryPoints=smp-file-sync;\n' % (APP_X, bg.bindir))
     with open(bg.tmp + '/devices/gadget.conf', 'w') as f:
         f.write('[Model]\nId=smp-gadget\nName=SMP gadget\n[Match]\nName=SmpGadget*\n'
-                '[Profile smp]\ntimeout-ms=300\nretries=0\nOsParams=false\n')
+                '[Profile smp]\nRequestTimeout=0.3\nRetries=0\nOsParams=false\n')
     assert bg.stop_daemon() == 0
     path = dev_path(GADGET)
     add_object(bg, path, DEVICE1, {
