@@ -10,6 +10,7 @@
 #define DEVICE_IFACE "org.bluez.Device1"
 /* each DIS ReadValue; BlueZ's own ATT timeout is 30 s */
 #define DIS_READ_TIMEOUT_MSEC 10000
+#define DIS_RETRY_SETTLE_MSEC 500
 
 /* where a device stands with its Device Information Service */
 typedef enum {
@@ -34,6 +35,7 @@ struct _BgsDevice {
 	DisState dis_state;
 	BgsDeviceInfo *dis;  /* NULL when unknown or the device has none */
 	GCancellable *dis_cancel;
+	guint dis_retry_id;  /* DIS not found yet: look again once services settle */
 	gboolean services_resolved;
 	gboolean connected;
 	gboolean blocked;
@@ -75,6 +77,8 @@ device_free (BgsDevice *dev)
 {
 	if (dev->lost_timer != 0)
 		g_source_remove (dev->lost_timer);
+	if (dev->dis_retry_id != 0)
+		g_source_remove (dev->dis_retry_id);
 	if (dev->dis_cancel != NULL) {
 		g_cancellable_cancel (dev->dis_cancel);
 		g_object_unref (dev->dis_cancel);
@@ -336,6 +340,15 @@ dis_read_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	}
 	g_clear_object (&dev->dis_cancel);
 	dis_read_free (r);
+	/* no DIS among the objects (yet): bluetoothd 5.66 said ServicesResolved
+	 * before it had exported them again (VM tier); look again once a GATT
+	 * object of the device appears, or on the next connection */
+	if (info == NULL && g_error_matches (error, BGS_ERROR, BGS_ERROR_NOT_FOUND) &&
+	    dev->connected) {
+		g_debug ("device %s: %s, for now", dev->address, error->message);
+		dev->dis_state = DIS_RETRY;
+		return;
+	}
 	if (info == NULL && !g_error_matches (error, BGS_ERROR, BGS_ERROR_NOT_FOUND)) {
 		g_debug ("device %s: cannot read its Device Information: %s", dev->address,
 			 error->message);
@@ -607,14 +620,53 @@ adapter_changed (BgsDevices *self, const char *adapter_path)
 	g_hash_table_insert (self->power_off, g_strdup (adapter_path), GUINT_TO_POINTER (id));
 }
 
+static gboolean
+dis_retry_cb (gpointer user_data)
+{
+	BgsDevice *dev = user_data;
+
+	dev->dis_retry_id = 0;
+	if (dev->connected && dev->dis_state == DIS_RETRY) {
+		dev->dis_state = DIS_UNKNOWN;
+		device_maybe_read_dis (dev->devices, dev);
+	}
+	return G_SOURCE_REMOVE;
+}
+
+/* a GATT object of a connected device whose DIS was not found yet: look
+ * again once bluetoothd has exported the rest (a service comes before its
+ * characteristics, each in its own signal) */
+static void
+dis_retry_soon (BgsDevices *self, const char *object_path)
+{
+	GHashTableIter iter;
+	gpointer value;
+
+	g_hash_table_iter_init (&iter, self->devices);
+	while (g_hash_table_iter_next (&iter, NULL, &value)) {
+		BgsDevice *dev = value;
+		gsize n = strlen (dev->bluez_path);
+
+		if (strncmp (object_path, dev->bluez_path, n) != 0 || object_path[n] != '/' ||
+		    !dev->connected || dev->dis_state != DIS_RETRY)
+			continue;
+		if (dev->dis_retry_id != 0)
+			g_source_remove (dev->dis_retry_id);
+		dev->dis_retry_id = g_timeout_add (DIS_RETRY_SETTLE_MSEC, dis_retry_cb, dev);
+	}
+}
+
 static void
 interface_added (BgsDevices *self, GDBusObject *object, GDBusInterface *iface)
 {
 	const char *name = g_dbus_proxy_get_interface_name (G_DBUS_PROXY (iface));
 
-	if (g_strcmp0 (name, DEVICE_IFACE) == 0)
+	if (g_strcmp0 (name, DEVICE_IFACE) == 0) {
 		device_add (self, G_DBUS_PROXY (iface));
-	else if (g_strcmp0 (name, ADAPTER_IFACE) == 0 ||
+	} else if (g_strcmp0 (name, "org.bluez.GattService1") == 0 ||
+		   g_strcmp0 (name, "org.bluez.GattCharacteristic1") == 0) {
+		dis_retry_soon (self, g_dbus_object_get_object_path (object));
+	} else if (g_strcmp0 (name, ADAPTER_IFACE) == 0 ||
 		 g_strcmp0 (name, "org.bluez.AdvertisementMonitorManager1") == 0)
 		g_signal_emit (self, signals[SIGNAL_BLUEZ_CHANGED], 0);
 }

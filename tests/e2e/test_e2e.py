@@ -102,6 +102,23 @@ def test_firmware_update_survives_address_change(stack):
     assert 'came back as' in log, log
 
 
+def test_link_lost_mid_upload_resumes(stack):
+    if not stack.vm:
+        call(stack.sim().SetLinkRate, stack.address, dbus.UInt64(40000))
+    app = update(stack, size=128 * 1024)
+    app.wait(lambda e: e['event'] == 'progress' and 'uploading' in e['status'] and e['percent'] > 10,
+             60, 'upload progress')
+    stack.drop_link()
+    end = app.wait_end(120)
+    assert end['event'] == 'completed' and end['success'], end
+    # resumed from the offset the device reports, not started again
+    up = [e['percent'] for e in app.of('progress') if 'uploading' in e['status']]
+    assert up == sorted(up), up
+    log = stack.log('bgsyncd', 100000)
+    # the drop and the reset after the upload: two losses, two reconnects
+    assert log.count('reconnected to') >= 2, log
+
+
 @pytest.mark.stack(wearable_args=['--reject-images'])
 def test_device_rejects_image(stack):
     app = update(stack)
