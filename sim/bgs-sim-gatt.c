@@ -1633,6 +1633,7 @@ sim_gatt_resolve (SimDevice *dev)
 			rchrc_update_subscription (rc, FALSE);
 		}
 		sim_iface_set (dev->iface, "ServicesResolved", g_variant_new_boolean (TRUE));
+		sim_device_read_pnp_id (dev, peer);
 		return;
 	}
 	sim_gatt_clear (dev, FALSE);
@@ -1709,5 +1710,6 @@ sim_gatt_resolve (SimDevice *dev)
 		sim_device_add_uuids (dev, (const gchar *const *) uuids->pdata);
 	}
 	sim_iface_set (dev->iface, "ServicesResolved", g_variant_new_boolean (TRUE));
+	sim_device_read_pnp_id (dev, peer);
 }
 

@@ -474,6 +474,99 @@ adapter_discovering (SimAdapter *adapter)
 	return FALSE;
 }
 
+/* ---- bluetoothd's deviceinfo plugin ---- */
+
+typedef struct {
+	Sim *sim;
+	SimAdapter *adapter;
+	gchar *address;
+} SimPnpRead;
+
+/* a Modalias of a DIS PnP ID, as bluetoothd 5.66 makes it (source 1 is the
+ * Bluetooth SIG's vendor ids, 2 USB's; others and short values: none) */
+static void
+device_set_pnp_id (SimDevice *dev, const guint8 *v, gsize len)
+{
+	g_autofree gchar *modalias = NULL;
+	const gchar *source;
+
+	if (len < 7)
+		return;
+	source = v[0] == 1 ? "bluetooth" : v[0] == 2 ? "usb" : NULL;
+	if (source == NULL)
+		return;
+	modalias = g_strdup_printf ("%s:v%04Xp%04Xd%04X", source, v[1] | v[2] << 8,
+				    v[3] | v[4] << 8, v[5] | v[6] << 8);
+	sim_iface_set (dev->iface, "Modalias", g_variant_new_string (modalias));
+}
+
+static void
+pnp_read_cb (GObject *source, GAsyncResult *res, gpointer data)
+{
+	SimPnpRead *r = data;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GVariant) ret = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+	SimDevice *dev = NULL;
+
+	if (ret != NULL && g_ptr_array_find (r->sim->adapters, r->adapter, NULL))
+		dev = g_hash_table_lookup (r->adapter->devices, r->address);
+	if (dev != NULL && dev->iface != NULL && dev->link != NULL) {
+		g_autoptr(GVariant) v = g_variant_get_child_value (ret, 0);
+		gsize len = 0;
+		const guint8 *b = g_variant_get_fixed_array (v, &len, 1);
+		device_set_pnp_id (dev, b, len);
+	} else if (ret == NULL) {
+		g_debug ("PnP ID read from %s failed: %s", r->address, error->message);
+	}
+	g_free (r->address);
+	g_free (r);
+}
+
+/* on every connection bluetoothd's deviceinfo plugin reads the peer's
+ * Device Information PnP ID and sets Modalias from it (seen in the VM tier
+ * with bgsync-wearable) */
+void
+sim_device_read_pnp_id (SimDevice *dev, SimPeer *peer)
+{
+	g_autoptr(GPtrArray) svcs = g_ptr_array_new ();
+	SimGattChrc *pnp = NULL;
+
+	sim_peer_collect_services (peer, svcs);
+	for (guint i = 0; i < svcs->len && pnp == NULL; i++) {
+		SimGattSvc *svc = g_ptr_array_index (svcs, i);
+		if (g_ascii_strcasecmp (svc->uuid, "0000180a-0000-1000-8000-00805f9b34fb") != 0)
+			continue;
+		for (guint j = 0; j < svc->chrcs->len && pnp == NULL; j++) {
+			SimGattChrc *c = g_ptr_array_index (svc->chrcs, j);
+			if (g_ascii_strcasecmp (c->uuid, "00002a50-0000-1000-8000-00805f9b34fb") == 0)
+				pnp = c;
+		}
+	}
+	if (pnp == NULL)
+		return;
+	if (pnp->svc->app == NULL) {
+		gsize len = 0;
+		const guint8 *b = pnp->value != NULL ? g_bytes_get_data (pnp->value, &len) : NULL;
+		device_set_pnp_id (dev, b, len);
+	} else {
+		SimApp *app = pnp->svc->app;
+		SimPnpRead *r = g_new0 (SimPnpRead, 1);
+		GVariantBuilder o;
+
+		r->sim = dev->adapter->sim;
+		r->adapter = dev->adapter;
+		r->address = g_strdup (dev->address);
+		g_variant_builder_init (&o, G_VARIANT_TYPE ("a{sv}"));
+		g_variant_builder_add (&o, "{sv}", "link", g_variant_new_string ("LE"));
+		if (dev->link != NULL)
+			g_variant_builder_add (&o, "{sv}", "mtu", g_variant_new_uint16 (dev->link->mtu));
+		g_dbus_connection_call (app->adapter->sim->conn, app->owner, pnp->app_path,
+					"org.bluez.GattCharacteristic1", "ReadValue",
+					g_variant_new ("(a{sv})", &o), G_VARIANT_TYPE ("(ay)"),
+					G_DBUS_CALL_FLAGS_NO_AUTO_START, 10000, NULL, pnp_read_cb, r);
+	}
+}
+
 /* one advertising report (or inquiry result) of @peer reaching @adapter */
 static void
 adapter_sees (SimAdapter *adapter, SimPeer *peer)

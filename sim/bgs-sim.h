@@ -338,6 +338,7 @@ SimDevice *sim_device_ensure (SimAdapter *adapter, const gchar *address,
 void sim_device_update_from_peer (SimDevice *dev, SimPeer *peer, gboolean seen);
 void sim_device_maybe_remove (SimDevice *dev);
 void sim_device_add_uuids (SimDevice *dev, const gchar *const *uuids);
+void sim_device_read_pnp_id (SimDevice *dev, SimPeer *peer);
 void sim_link_drop (SimLink *link, const gchar *why);
 void sim_peer_collect_services (SimPeer *peer, GPtrArray *out);
 gchar *sim_address_add (const gchar *address, gint delta);

@@ -620,6 +620,11 @@ def wearable_device_info(ctx):
     check(len(c.read(bat)) == 1, 'battery level is one byte')
     mfr = c.find_chrc(peer.address, '00002a29-0000-1000-8000-00805f9b34fb')
     check(c.read(mfr) == b'bgsync project', 'manufacturer name')
+    # bluetoothd's deviceinfo plugin reads the PnP ID itself on connection
+    # and makes a Modalias of it
+    path = c.device_path(peer.address)
+    wait_until(lambda: c.objs.prop(path, DEVICE, 'Modalias') == 'bluetooth:v05F1p5742d0100', 10,
+               'Modalias from the DIS PnP ID (%r)' % c.objs.prop(path, DEVICE, 'Modalias'))
 
 
 # ---- simulator-only ----
