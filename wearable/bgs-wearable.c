@@ -161,6 +161,8 @@ typedef struct {
 	GSource *notify_src;
 	char *write_device;  /* the central of the last WriteValue */
 	guint conn_sub;      /* Device1 PropertiesChanged on our adapter */
+	guint power_sub;     /* Adapter1 PropertiesChanged of our adapter */
+	gboolean power_cycled; /* our adapter went off since the advert was registered */
 } Wearable;
 
 static void register_app (Wearable *w);
@@ -685,6 +687,55 @@ on_device_changed (GDBusConnection *conn, const char *sender, const char *path,
 
 /* registration with bluetoothd */
 
+static void adv_registered (GObject *source, GAsyncResult *res, gpointer user_data);
+
+static void
+adv_unregistered_for_power (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	Wearable *w = user_data;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GVariant) r = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+
+	if (r == NULL)
+		g_debug ("UnregisterAdvertisement after power on: %s", error->message);
+	if (!w->registered || !w->bluez_up || w->rebooting)
+		return;
+	g_dbus_connection_call (w->bus, BLUEZ, w->adapter_path, "org.bluez.LEAdvertisingManager1",
+				"RegisterAdvertisement", g_variant_new ("(oa{sv})", ADV_PATH, NULL),
+				NULL, G_DBUS_CALL_FLAGS_NONE, 10000, NULL, adv_registered, w);
+}
+
+/* bluetoothd 5.66 keeps an advert registered over an adapter power-off but
+ * does not put it back on the air at power on (registering again says
+ * AlreadyExists): like a device coming back into range, advertise anew */
+static void
+on_adapter_changed (GDBusConnection *conn, const char *sender, const char *path,
+		    const char *iface, const char *signal, GVariant *params, gpointer user_data)
+{
+	Wearable *w = user_data;
+	g_autoptr(GVariant) changed = NULL;
+	const char *which = NULL;
+	gboolean powered;
+
+	if (!g_variant_is_of_type (params, G_VARIANT_TYPE ("(sa{sv}as)")))
+		return;
+	g_variant_get (params, "(&s@a{sv}@as)", &which, &changed, NULL);
+	if (g_strcmp0 (path, w->adapter_path) != 0 || g_strcmp0 (which, "org.bluez.Adapter1") != 0 ||
+	    !g_variant_lookup (changed, "Powered", "b", &powered))
+		return;
+	if (!powered) {
+		w->power_cycled = TRUE;
+		return;
+	}
+	if (!w->power_cycled || !w->registered || !w->bluez_up || w->rebooting)
+		return;
+	w->power_cycled = FALSE;
+	g_info ("%s powered on again: advertising anew", w->adapter_path);
+	g_dbus_connection_call (w->bus, BLUEZ, w->adapter_path, "org.bluez.LEAdvertisingManager1",
+				"UnregisterAdvertisement", g_variant_new ("(o)", ADV_PATH),
+				NULL, G_DBUS_CALL_FLAGS_NONE, 5000, NULL, adv_unregistered_for_power, w);
+}
+
 static void
 adv_registered (GObject *source, GAsyncResult *res, gpointer user_data)
 {
@@ -692,10 +743,12 @@ adv_registered (GObject *source, GAsyncResult *res, gpointer user_data)
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GVariant) r = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
 
-	if (r == NULL)
+	if (r == NULL) {
 		g_warning ("RegisterAdvertisement: %s", error->message);
-	else
+	} else {
+		w->power_cycled = FALSE;
 		g_info ("advertising as \"%s\"", w->name);
+	}
 }
 
 static void
@@ -1094,6 +1147,9 @@ main (int argc, char **argv)
 	w.conn_sub = g_dbus_connection_signal_subscribe (w.bus, BLUEZ, "org.freedesktop.DBus.Properties",
 							"PropertiesChanged", NULL, "org.bluez.Device1",
 							G_DBUS_SIGNAL_FLAGS_NONE, on_device_changed, &w, NULL);
+	w.power_sub = g_dbus_connection_signal_subscribe (w.bus, BLUEZ, "org.freedesktop.DBus.Properties",
+							 "PropertiesChanged", w.adapter_path, "org.bluez.Adapter1",
+							 G_DBUS_SIGNAL_FLAGS_NONE, on_adapter_changed, &w, NULL);
 	w.bluez_watch = g_bus_watch_name_on_connection (w.bus, BLUEZ, G_BUS_NAME_WATCHER_FLAGS_NONE,
 						       on_bluez_appeared, on_bluez_vanished, &w, NULL);
 	g_main_loop_run (w.loop);
@@ -1115,6 +1171,7 @@ main (int argc, char **argv)
 	g_clear_pointer (&w.bulk, bgs_wearable_bulk_free);
 	g_bus_unwatch_name (w.bluez_watch);
 	g_dbus_connection_signal_unsubscribe (w.bus, w.conn_sub);
+	g_dbus_connection_signal_unsubscribe (w.bus, w.power_sub);
 	g_free (w.write_device);
 	for (guint i = 0; i < w.reg_ids->len; i++)
 		g_dbus_connection_unregister_object (w.bus, g_array_index (w.reg_ids, guint, i));

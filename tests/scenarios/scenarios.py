@@ -627,6 +627,34 @@ def wearable_device_info(ctx):
                'Modalias from the DIS PnP ID (%r)' % c.objs.prop(path, DEVICE, 'Modalias'))
 
 
+@scenario(needs=('wearable',))
+def wearable_advertises_after_power_cycle(ctx):
+    # a device back in range advertises again: bgsync-wearable unregisters
+    # and registers its advert when its adapter powers on (bluetoothd 5.66
+    # keeps the registration over the power-off but puts nothing on the air;
+    # see advert_after_power_cycle)
+    peer = ctx.backend.add_wearable('cycle-wearable')
+    ctx.peer = peer
+    bus = ctx.bus
+    c = ctx.central
+    peer_adapter = ctx.backend.peer_adapter
+    props = dbus.Interface(bus.get_object('org.bluez', peer_adapter), harness.PROPS)
+    path = c.device_path(peer.address)
+    c.start_discovery({'Transport': 'le'})
+    c.wait_device(peer.address, 20, name='cycle-wearable')
+    c.stop_discovery()
+    call(props.Set, ADAPTER, 'Powered', dbus.Boolean(False))
+    wait_until(lambda: c.objs.prop(peer_adapter, ADAPTER, 'Powered') is False, 5, 'peer powered off')
+    # scan first (btvirt reports an advert once per scan or advertising enable)
+    mark = len(c.objs.changes)
+    c.start_discovery({'Transport': 'le'})
+    call(props.Set, ADAPTER, 'Powered', dbus.Boolean(True))
+    wait_until(lambda: any(p == path and n == 'RSSI' and v is not None
+                           for p, i, n, v in c.objs.changes[mark:]), 15,
+               'the wearable on the air again after its adapter powered on')
+    c.stop_discovery()
+
+
 # ---- simulator-only ----
 
 SIM_SVC = '0000180d-0000-1000-8000-00805f9b34fb'
