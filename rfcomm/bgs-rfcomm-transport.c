@@ -20,6 +20,8 @@
 /* BR/EDR connects race the security block in bluetoothd now and then */
 #define CONNECT_RETRIES 3
 #define RETRY_BACKOFF_MS 250
+/* how long a NewConnection may trail ConnectProfile's reply */
+#define STALE_GRACE_MS 1000
 /* bounded: a stalled link must not grow the queue without limit */
 #define MAX_QUEUED_BYTES (8 * 1024 * 1024)
 #define BASE_UUID_SUFFIX "-0000-1000-8000-00805f9b34fb"
@@ -572,6 +574,7 @@ typedef struct {
 	GCancellable *caller;   /* the caller's cancellable */
 	gulong cancel_id;
 	gboolean done;
+	gboolean stale_reset;   /* DisconnectProfile tried for a connection we never got */
 } ConnectOp;
 
 static void
@@ -645,6 +648,67 @@ retry_cb (gpointer user_data)
 	return G_SOURCE_REMOVE;
 }
 
+/* another transport of this process holds a session of this profile with
+ * the device: bluetoothd answers ConnectProfile with success and no new
+ * connection then (5.66), so asking would only wait for the timeout */
+static BgsRfcommTransport *
+reg_find_other_session (BgsRfcommTransport *self)
+{
+	for (GList *l = self->reg != NULL ? self->reg->transports : NULL; l != NULL; l = l->next) {
+		BgsRfcommTransport *t = l->data;
+
+		if (t != self && t->fd >= 0 && g_strcmp0 (t->device_path, self->device_path) == 0)
+			return t;
+	}
+	return NULL;
+}
+
+static void
+stale_disconnected_cb (GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	g_autoptr(GTask) task = user_data;
+	ConnectOp *op = g_task_get_task_data (task);
+	g_autoptr(GVariant) reply = NULL;
+	g_autoptr(GError) error = NULL;
+
+	reply = g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), res, &error);
+	if (op->done)
+		return;
+	if (reply == NULL)
+		g_debug ("DisconnectProfile %s: %s", op->self->uuid, error->message);
+	connect_profile (task);
+}
+
+/* ConnectProfile said yes but no NewConnection came: bluetoothd believes
+ * the profile connected (a session nobody here holds). Disconnect it once
+ * and connect again; if that happens twice, give up */
+static gboolean
+stale_cb (gpointer user_data)
+{
+	GTask *task = user_data;
+	ConnectOp *op = g_task_get_task_data (task);
+	BgsRfcommTransport *self = op->self;
+
+	op->retry_id = 0;
+	if (op->done || self->fd >= 0)
+		return G_SOURCE_REMOVE;
+	if (op->stale_reset) {
+		connect_fail (task, g_error_new (BGS_ERROR, BGS_ERROR_BUSY,
+						 "BlueZ reports the RFCOMM profile %s connected but hands over "
+						 "no connection", self->uuid));
+		return G_SOURCE_REMOVE;
+	}
+	op->stale_reset = TRUE;
+	g_info ("%s: ConnectProfile %s succeeded without a connection: disconnecting the stale one",
+		self->device_path, self->uuid);
+	g_dbus_connection_call (g_dbus_proxy_get_connection (self->device),
+				g_dbus_proxy_get_name (self->device), self->device_path, DEVICE_IFACE,
+				"DisconnectProfile", g_variant_new ("(s)", self->uuid), NULL,
+				G_DBUS_CALL_FLAGS_NO_AUTO_START, 10000, self->cancellable,
+				stale_disconnected_cb, g_object_ref (task));
+	return G_SOURCE_REMOVE;
+}
+
 static gboolean
 retriable (const char *remote, const char *message)
 {
@@ -671,9 +735,11 @@ connect_profile_cb (GObject *source, GAsyncResult *res, gpointer user_data)
 	if (op->done)
 		return;
 	if (reply != NULL || self->fd >= 0) {
-		/* NewConnection normally comes first; if not, it is on its way */
+		/* NewConnection normally comes first; if not, it may be on its way */
 		if (self->fd >= 0)
 			connect_succeed (task);
+		else
+			op->retry_id = g_timeout_add (STALE_GRACE_MS, stale_cb, task);
 		return;
 	}
 	remote = g_dbus_error_get_remote_error (error);
@@ -774,6 +840,12 @@ connect_start (BgsRfcommTransport *self, GTask *task)
 	op->timeout_id = g_timeout_add_full (G_PRIORITY_DEFAULT,
 					     (guint) (self->connect_timeout / 1000),
 					     connect_timeout_cb, task, NULL);
+	if (reg_find_other_session (self) != NULL) {
+		connect_fail (task, g_error_new (BGS_ERROR, BGS_ERROR_BUSY,
+						 "the RFCOMM profile %s is already connected to the device "
+						 "by another session", self->uuid));
+		return;
+	}
 	if (self->reg->registered)
 		connect_profile (task);
 	else

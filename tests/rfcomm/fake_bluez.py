@@ -4,6 +4,10 @@
 # race), to test the transport's bounded retry. On success it hands the
 # client profile one end of a socketpair and echoes what comes in.
 # FAILS = -1: ConnectProfile never answers (a connect that hangs).
+# ERROR_NAME "stale": the first FAILS ConnectProfile calls succeed with no
+# NewConnection, as bluetoothd 5.66 answers for a profile it believes
+# connected, until a DisconnectProfile (counted) clears that belief;
+# "stale-stuck": DisconnectProfile does not clear it.
 #
 #   fake_bluez.py FAILS ERROR_NAME ERROR_MESSAGE BUS_ADDRESS
 import socket
@@ -29,6 +33,9 @@ class Fake(dbus.service.Object):
         self.fails = fails
         self.err = (err_name, err_msg)
         self.attempts = 0
+        self.disconnects = 0
+        self.stale = err_name in ('stale', 'stale-stuck')
+        self.stuck = err_name == 'stale-stuck'
         self.profiles = {}  # uuid -> (owner, path, opts)
         self.unregistered = 0
         self.last_opts = {}
@@ -48,6 +55,7 @@ class Fake(dbus.service.Object):
         return {'attempts': dbus.UInt32(self.attempts),
                 'profiles': dbus.UInt32(len(self.profiles)),
                 'unregistered': dbus.UInt32(self.unregistered),
+                'disconnects': dbus.UInt32(self.disconnects),
                 'role': opts.get('Role', ''),
                 'autoconnect': dbus.Boolean(bool(opts.get('AutoConnect', True)))}
 
@@ -87,7 +95,10 @@ class Device(dbus.service.Object):
             f.hanging = (ok, err)
             return
         if f.attempts <= f.fails:
-            err(Error(*f.err))
+            if f.stale:
+                ok()   # "already connected": nothing handed over
+            else:
+                err(Error(*f.err))
             return
         if uuid not in f.profiles:
             err(Error('org.bluez.Error.InvalidArguments', 'Invalid arguments in method call'))
@@ -108,6 +119,13 @@ class Device(dbus.service.Object):
         prof.NewConnection(DEV, dbus.types.UnixFd(theirs), dbus.Dictionary({}, signature='sv'),
                            reply_handler=lambda: (theirs.close(), ok()),
                            error_handler=lambda e: (theirs.close(), err(e)))
+
+
+    @dbus.service.method('org.bluez.Device1', in_signature='s')
+    def DisconnectProfile(self, uuid):
+        self.fake.disconnects += 1
+        if self.fake.stale and not self.fake.stuck:
+            self.fake.fails = 0
 
 
 def main():

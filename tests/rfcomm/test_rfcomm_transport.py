@@ -291,6 +291,29 @@ def test_connect_retry_is_bounded(fake_bus):
     assert call(fake.Stats)['attempts'] == 4
 
 
+def test_connect_success_without_a_connection_disconnects_the_stale_one(fake_bus):
+    # bluetoothd 5.66 answers ConnectProfile with success and no
+    # NewConnection when it believes the profile connected: the transport
+    # disconnects that session once and connects again
+    address, start = fake_bus
+    bus, fake = start(1, 'stale', '')
+    rc, out, err = fake_bulk(address, '--send', '65536', '--receive', '65536')
+    assert rc == 0, err
+    r = dict(kv.split('=', 1) for kv in out.split() if '=' in kv)
+    assert r['received_sha256'] == hashlib.sha256(pattern(65536)).hexdigest()
+    stats = call(fake.Stats)
+    assert (stats['attempts'], stats['disconnects']) == (2, 1), stats
+
+
+def test_connect_success_without_a_connection_twice_is_busy(fake_bus):
+    address, start = fake_bus
+    bus, fake = start(100, 'stale-stuck', '')
+    rc, out, err = fake_bulk(address, '--send', '10')
+    assert rc == 1
+    assert 'connected but hands over no connection' in err, err
+    assert call(fake.Stats)['disconnects'] == 1
+
+
 def test_profile_unavailable_is_not_retried(fake_bus):
     address, start = fake_bus
     bus, fake = start(100, 'org.bluez.Error.Failed', 'br-connection-profile-unavailable')
