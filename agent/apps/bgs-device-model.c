@@ -969,6 +969,18 @@ uuid_to_le_bytes (const char *uuid, guint8 out[16], gboolean *is16)
 	return TRUE;
 }
 
+gboolean
+bgs_device_model_needs_scan_response (const BgsDeviceModel *m)
+{
+	for (guint i = 0; m != NULL && m->matches != NULL && i < m->matches->len; i++) {
+		const BgsDeviceMatch *match = g_ptr_array_index (m->matches, i);
+
+		if (match->name_glob != NULL && match->uuids == NULL && !match->has_mfr)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 GPtrArray *
 bgs_device_model_get_adv_patterns (const BgsDeviceModel *m)
 {

@@ -97,6 +97,10 @@ void bgs_adv_pattern_free (BgsAdvPattern *p);
  * Modalias and vendor/product rules are not in advertisements and add
  * none. Element-type BgsAdvPattern, never NULL. */
 GPtrArray *bgs_device_model_get_adv_patterns (const BgsDeviceModel *m);
+/* TRUE when a [Match] group of @m can only be recognised in the air by its
+ * Name= (no ServiceUUIDs=, no ManufacturerData=): a name is often only in
+ * the scan response, which a passive scan (a monitor) never asks for */
+gboolean bgs_device_model_needs_scan_response (const BgsDeviceModel *m);
 
 char *bgs_device_model_fallback_id (const BgsDeviceFacts *facts);
 

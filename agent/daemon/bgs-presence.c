@@ -215,6 +215,10 @@ build_monitors (BgsPresence *self)
 			self->fallback_discovery = TRUE;
 			continue;
 		}
+		/* and models known by name only: an active scan asks for the
+		 * scan response, where devices often put their name */
+		if (bgs_device_model_needs_scan_response (model))
+			self->fallback_discovery = TRUE;
 		g_variant_builder_init (&pb, G_VARIANT_TYPE ("a(yyay)"));
 		for (guint j = 0; j < pats->len; j++) {
 			BgsAdvPattern *p = pats->pdata[j];

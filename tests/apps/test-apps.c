@@ -779,6 +779,20 @@ test_model_rank_order (void **state)
 	assert_true (BGS_MATCH_MANUFACTURER_DATA > BGS_MATCH_SERVICE_UUIDS);
 	assert_true (BGS_MATCH_SERVICE_UUIDS > BGS_MATCH_NAME);
 
+	/* only a name-only group needs the scan response (an active scan) */
+	assert_true (bgs_device_model_needs_scan_response (nm));
+	assert_false (bgs_device_model_needs_scan_response (uu));
+	assert_false (bgs_device_model_needs_scan_response (mfr));
+	assert_false (bgs_device_model_needs_scan_response (vp));
+	{
+		g_autoptr(BgsDeviceModel) name_and_uuid = parse_model (
+			"[Model]\nId=nu\n[Match]\nName=Band*\nServiceUUIDs=180a\n");
+		g_autoptr(BgsDeviceModel) two_groups = parse_model (
+			"[Model]\nId=tg\n[Match a]\nServiceUUIDs=180a\n[Match b]\nName=Band*\n");
+		assert_false (bgs_device_model_needs_scan_response (name_and_uuid));
+		assert_true (bgs_device_model_needs_scan_response (two_groups));
+	}
+
 	/* every key of the group must match: a different DIS model string */
 	f.dis_model = "Band 3";
 	assert_int_equal (bgs_device_model_match (dis, &f), BGS_MATCH_NONE);
