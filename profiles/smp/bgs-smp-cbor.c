@@ -331,7 +331,8 @@ bgs_smp_map_get_bool (const BgsSmpMap *map, const char *key, gboolean *out, GErr
 		g_set_error (error, BGS_ERROR, BGS_ERROR_PROTOCOL, "SMP response lacks \"%s\"", key);
 		return FALSE;
 	}
-	if (!cbor_is_bool (v)) {
+	/* libcbor's cbor_is_bool() asserts on a float: ask for a simple value first */
+	if (!cbor_isa_float_ctrl (v) || !cbor_float_ctrl_is_ctrl (v) || !cbor_is_bool (v)) {
 		g_set_error (error, BGS_ERROR, BGS_ERROR_PROTOCOL,
 			     "SMP field \"%s\" is not a boolean", key);
 		return FALSE;

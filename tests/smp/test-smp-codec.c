@@ -376,6 +376,32 @@ test_cbor_wrong_types (void **state)
 	assert_false (bgs_smp_map_get_bool (m, "match", &b, &e3));
 	assert_false (bgs_smp_map_get_uint (m, "missing", &u, &e4));
 	assert_non_null (strstr (e4->message, "lacks \"missing\""));
+
+	/* floats of every width where a boolean belongs: libcbor's
+	 * cbor_is_bool() asserts on them (found by fuzz-smp-response) */
+	{
+		const guint8 f16[] = { 0xa1, 0x61, 'b', 0xf9, 0x3c, 0x00 };
+		const guint8 f32[] = { 0xa1, 0x61, 'b', 0xfa, 0x69, 0x70, 0x65, 0x6c };
+		const guint8 f64[] = { 0xa1, 0x61, 'b', 0xfb, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f };
+		const guint8 yes[] = { 0xa1, 0x61, 'b', 0xf5 };
+		const guint8 *cases[] = { f16, f32, f64 };
+		const gsize lens[] = { sizeof f16, sizeof f32, sizeof f64 };
+
+		for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+			g_autoptr(GError) e = NULL;
+			g_autoptr(BgsSmpMap) fm = bgs_smp_map_parse (cases[i], lens[i], NULL);
+
+			assert_non_null (fm);
+			assert_false (bgs_smp_map_get_bool (fm, "b", &b, &e));
+			assert_non_null (strstr (e->message, "\"b\" is not a boolean"));
+		}
+		{
+			g_autoptr(BgsSmpMap) ym = bgs_smp_map_parse (yes, sizeof yes, NULL);
+
+			assert_true (bgs_smp_map_get_bool (ym, "b", &b, NULL));
+			assert_true (b);
+		}
+	}
 }
 
 /* smp_protocol.rst "Minimal response", SMP version 1: {"rc": 10} */
