@@ -52,27 +52,7 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture
 def bg(request, bindir):
-    marker = request.node.get_closest_marker('config')
-    config = marker.kwargs if marker else {}
-    tmp = _tmpdir('bgsync-it-')
-    request.addfinalizer(lambda: os.environ.get('BGS_KEEP_TMP') == '1' or
-                         shutil.rmtree(tmp, ignore_errors=True))
-    h = harness.Harness(tmp, bindir, config)
-    try:
-        h.start()
-    except BaseException:
-        h.stop()
-        print(h.log_tail())
-        raise
-    yield h
-    expected = h.daemon_expected
-    status = h.stop()
-    print(h.log_tail())
-    if expected and status != 0:
-        pytest.fail('bgsyncd did not exit cleanly on SIGTERM: status %s' % status)
-    criticals = h.log_criticals()
-    if criticals and os.environ.get('BGS_ALLOW_CRITICALS') != '1':
-        pytest.fail('bgsyncd logged criticals:\n' + '\n'.join(criticals))
+    yield from harness.running_harness(request, _tmpdir('bgsync-it-'), bindir)
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ import tempfile
 import threading
 import time
 
+import pytest
+
 from gi.repository import Gio, GLib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -913,3 +915,30 @@ def start_run(bg, app, task=None, device=WATCH1, trigger='device-use', estimate=
 
 def events_of(events, kind=None):
     return [e for e in events if kind is None or e[1] == kind]
+
+
+def running_harness(request, tmp, bindir, bgsyncd=None):
+    """The body of a pytest 'bg' fixture: a Harness in @tmp with the test's
+    @pytest.mark.config, started, yielded, then stopped; a test fails if
+    bgsyncd did not exit cleanly or logged criticals."""
+    marker = request.node.get_closest_marker('config')
+    config = marker.kwargs if marker else {}
+    request.addfinalizer(lambda: os.environ.get('BGS_KEEP_TMP') == '1' or
+                         shutil.rmtree(tmp, ignore_errors=True))
+    kw = {'bgsyncd': bgsyncd} if bgsyncd is not None else {}
+    h = Harness(tmp, bindir, config, **kw)
+    try:
+        h.start()
+    except BaseException:
+        h.stop()
+        print(h.log_tail())
+        raise
+    yield h
+    expected = h.daemon_expected
+    status = h.stop()
+    print(h.log_tail())
+    if expected and status != 0:
+        pytest.fail('bgsyncd did not exit cleanly on SIGTERM: status %s' % status)
+    criticals = h.log_criticals()
+    if criticals and os.environ.get('BGS_ALLOW_CRITICALS') != '1':
+        pytest.fail('bgsyncd logged criticals:\n' + '\n'.join(criticals))
